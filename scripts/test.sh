@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The README's second command, and what CI runs: installs, builds (Release and ASan+UBSan),
+# and runs every test tier. Exits non-zero on the first failure.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export KILN_DEPS="$ROOT/.deps"
+
+step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
+
+step "install dependencies"; scripts/install_deps.sh
+step "fetch models"; scripts/fetch_models.sh
+step "dependency table"; python3 tools/check_deps.py
+step "build release"; scripts/build.sh release
+step "unit + golden tests (release)"; ctest --test-dir build --output-on-failure -j "$(nproc)"
+step "build asan"; scripts/build.sh asan
+step "unit + golden tests (ASan+UBSan)"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$(nproc)" -LE slow
+step "oracle tests (python)"; KILN_BIN="$ROOT/build/kiln" python3 -m pytest -q tests/py
+echo; echo "test.sh: all passed"

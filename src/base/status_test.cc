@@ -1,0 +1,59 @@
+#include "base/status.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "base/thread_pool.h"
+
+namespace kiln {
+namespace {
+
+StatusOr<int> ParsePositive(int v) {
+  if (v <= 0) return InvalidArgument("value %d is not positive", v);
+  return v;
+}
+
+Status UsesMacros(int v, int* out) {
+  KILN_ASSIGN_OR_RETURN(int x, ParsePositive(v));
+  *out = x * 2;
+  return Status::Ok();
+}
+
+TEST(StatusTest, CodesAndMessages) {
+  Status s = InvalidArgument("tensor '%s' has %d dims", "w", 9);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.ToString(), "INVALID_ARGUMENT: tensor 'w' has 9 dims");
+  EXPECT_EQ(s.WithContext("model.gguf").message(), "model.gguf: tensor 'w' has 9 dims");
+  EXPECT_TRUE(Status::Ok().ok());
+}
+
+TEST(StatusTest, AssignOrReturn) {
+  int out = 0;
+  EXPECT_TRUE(UsesMacros(4, &out).ok());
+  EXPECT_EQ(out, 8);
+  Status s = UsesMacros(-1, &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(out, 8);
+}
+
+TEST(StatusDeathTest, CheckAborts) {
+  EXPECT_DEATH(KILN_CHECK(1 == 2) << "values " << 3, "KILN_CHECK failed: 1 == 2 values 3");
+}
+
+TEST(ThreadPoolTest, ParallelForCoversRangeOnce) {
+  for (int n_threads : {1, 2, 3}) {
+    ThreadPool pool(n_threads);
+    for (size_t n : {0u, 1u, 7u, 100u, 1001u}) {
+      std::vector<std::atomic<int>> hits(n);
+      ParallelFor(&pool, 0, n, 16, [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) hits[i]++;
+      });
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kiln
