@@ -77,6 +77,10 @@ class TensorSource {
   const MetaValue* FindMeta(std::string_view key) const;
 };
 
+// OK if kiln can compute with t's dtype; Unimplemented naming the tensor otherwise (e.g. an
+// I64 or F64 tensor listed in a safetensors header, a q2_K tensor in a GGUF file).
+Status CheckSupported(const TensorInfo& t);
+
 // Opens a .gguf file, or a Hugging Face folder (config.json + model.safetensors or
 // model.safetensors.index.json shards). Validates every size and offset before returning.
 StatusOr<std::unique_ptr<TensorSource>> OpenTensorSource(const std::string& path);

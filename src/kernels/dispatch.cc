@@ -19,6 +19,7 @@ KernelTable Complete(KernelTable table, const KernelTable& fallback) {
       t.dot_type = f.dot_type;
       t.quantize_dot = f.quantize_dot;
       t.vec_dot = f.vec_dot;
+      t.gemm = f.gemm;
     }
     if (t.dequantize == nullptr) t.dequantize = f.dequantize;
   }

@@ -13,6 +13,21 @@
 
 namespace kiln::kernels {
 
+// Batched product of weight rows with several activation rows (prompt processing):
+//   out[t * out_stride + r] = vec_dot(w + r * w_row_bytes, a + t * a_row_bytes, k)
+//   for every token t in [0, n_tokens) and weight row r in [row_begin, row_end).
+// w: the weight matrix of the entry's weight type, row r at w + r * w_row_bytes.
+// a: n_tokens activation rows already quantized with the SAME table's quantize_dot (dot_type),
+//    token t at a + t * a_row_bytes. k: elements per row (a multiple of the block size).
+// out: f32, token-major (row t of the output starts at out + t * out_stride); only columns
+//    [row_begin, row_end) are written, so threads may split the rows between them.
+// Results are bit-identical to the same table's vec_dot on each (row, token) pair: a token's
+// output never depends on how many other tokens share the call (batch invariance).
+// Tiled so each weight block is decoded once for several tokens. No alignment required.
+using GemmFn = void (*)(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
+                        int64_t n_tokens, int64_t k, float* out, int64_t out_stride,
+                        int64_t row_begin, int64_t row_end);
+
 // Kernels for one weight type; null pointers mean "not provided by this ISA" and dispatch
 // fills them from the next-best table (ultimately ref).
 struct TypeKernels {
@@ -20,6 +35,9 @@ struct TypeKernels {
   QuantizeRowFn quantize_dot = nullptr;     // f32 activations → dot_type row
   VecDotFn vec_dot = nullptr;               // weight row · dot_type row
   DequantizeRowFn dequantize = nullptr;     // weight row → f32
+  // Optional (null in ref): when null, loop vec_dot over (row, token). Belongs to the same
+  // table as quantize_dot/vec_dot (dispatch completes the three together).
+  GemmFn gemm = nullptr;
 };
 
 constexpr int kNumDTypeSlots = 40;  // > largest DType id

@@ -1,10 +1,88 @@
+// The x86 tables (avx2, avx512) assembled from the ISA directories' kernels. This file is
+// compiled without ISA flags: it only takes addresses; the CPU check decides what may run.
 #include "kernels/cpu/cpu_tables.h"
 
+#include "kernels/cpu/cpu_features.h"
+
+#if defined(KILN_KERNELS_X86)
+#include "kernels/cpu/x86/isa_kernels.h"
+#endif
+
 namespace kiln::kernels::cpu {
+namespace {
 
-// TODO(#4): AVX2 / AVX-512 / AMX / NEON tables register here.
-std::vector<const KernelTable*> CompiledTables() { return {}; }
+#if defined(KILN_KERNELS_X86)
 
-bool Supported(const KernelTable& table) { return false; }
+// Activation (dot) type and quantizer per weight type; the same for both x86 tables.
+void SetDotTypes(KernelTable& t) {
+  struct Row {
+    DType weight, dot;
+    QuantizeRowFn quantize;
+  };
+  const Row rows[] = {
+      {DType::kF32, DType::kF32, avx2::CopyF32},
+      {DType::kF16, DType::kF16, avx2::QuantizeF16},
+      {DType::kBF16, DType::kBF16, avx2::QuantizeBF16},
+      {DType::kQ4_0, DType::kQ8_0, avx2::QuantizeQ8_0},
+      {DType::kQ5_0, DType::kQ8_0, avx2::QuantizeQ8_0},
+      {DType::kQ8_0, DType::kQ8_0, avx2::QuantizeQ8_0},
+      {DType::kQ4_1, DType::kQ8_1, avx2::QuantizeQ8_1},
+      {DType::kQ5_1, DType::kQ8_1, avx2::QuantizeQ8_1},
+      {DType::kQ4_K, DType::kQ8_K, avx2::QuantizeQ8_K},
+      {DType::kQ5_K, DType::kQ8_K, avx2::QuantizeQ8_K},
+      {DType::kQ6_K, DType::kQ8_K, avx2::QuantizeQ8_K},
+  };
+  for (const Row& r : rows) {
+    t.For(r.weight).dot_type = r.dot;
+    t.For(r.weight).quantize_dot = r.quantize;
+  }
+}
+
+#define KILN_SET_DOT(T)                         \
+  t.For(DType::k##T).vec_dot = ISA::VecDot##T; \
+  t.For(DType::k##T).gemm = ISA::Gemm##T;
+
+KernelTable MakeAvx2() {
+  KernelTable t;
+  t.isa = "avx2";
+  SetDotTypes(t);
+  namespace ISA = ::kiln::kernels::avx2;
+  KILN_X86_DOT_TYPES(KILN_SET_DOT)
+  return t;
+}
+
+KernelTable MakeAvx512() {
+  KernelTable t;
+  t.isa = "avx512";
+  SetDotTypes(t);
+  namespace ISA = ::kiln::kernels::avx512;
+  KILN_X86_DOT_TYPES(KILN_SET_DOT)
+  return t;
+}
+
+#undef KILN_SET_DOT
+
+std::vector<const KernelTable*> MakeCompiled() {
+  static const KernelTable avx2 = MakeAvx2();
+  static const KernelTable avx512 = MakeAvx512();
+  return {&avx2, &avx512};
+}
+
+#else
+
+std::vector<const KernelTable*> MakeCompiled() { return {}; }
+
+#endif
+
+}  // namespace
+
+std::vector<const KernelTable*> CompiledTables() { return MakeCompiled(); }
+
+bool Supported(const KernelTable& table) {
+  const CpuFeatures& f = GetCpuFeatures();
+  if (table.isa == "avx2") return f.avx2;
+  if (table.isa == "avx512") return f.avx512;
+  return false;
+}
 
 }  // namespace kiln::kernels::cpu

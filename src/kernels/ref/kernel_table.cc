@@ -1,13 +1,52 @@
 // RefKernelTable: the scalar oracle, one entry per weight type kiln computes with.
 #include "kernels/kernel_table.h"
+#include "kernels/ref/quant_rows.h"
 
 namespace kiln::kernels {
+namespace {
 
-// TODO(#2): filled by the quant reference (kernels/ref/quant*.cc).
+// The weight types with a dot product: their activation (dot) type, its quantizer, the dot
+// product and the dequantizer. The activation-only types (Q8_1, Q8_K) get a dequantizer only.
+void FillRefTable(KernelTable& t) {
+  auto set = [&](DType w, DType dot, QuantizeRowFn quantize_dot, VecDotFn vec_dot,
+                 DequantizeRowFn dequantize) {
+    TypeKernels& k = t.For(w);
+    k.dot_type = dot;
+    k.quantize_dot = quantize_dot;
+    k.vec_dot = vec_dot;
+    k.dequantize = dequantize;
+  };
+  set(DType::kF32, DType::kF32, ref::QuantizeRowF32, ref::VecDotF32, ref::DequantizeRowF32);
+  set(DType::kF16, DType::kF16, ref::QuantizeRowF16, ref::VecDotF16, ref::DequantizeRowF16);
+  set(DType::kBF16, DType::kBF16, ref::QuantizeRowBF16, ref::VecDotBF16,
+      ref::DequantizeRowBF16);
+  set(DType::kQ4_0, DType::kQ8_0, ref::QuantizeRowQ8_0, ref::VecDotQ4_0Q8_0,
+      ref::DequantizeRowQ4_0);
+  set(DType::kQ4_1, DType::kQ8_1, ref::QuantizeRowQ8_1, ref::VecDotQ4_1Q8_1,
+      ref::DequantizeRowQ4_1);
+  set(DType::kQ5_0, DType::kQ8_0, ref::QuantizeRowQ8_0, ref::VecDotQ5_0Q8_0,
+      ref::DequantizeRowQ5_0);
+  set(DType::kQ5_1, DType::kQ8_1, ref::QuantizeRowQ8_1, ref::VecDotQ5_1Q8_1,
+      ref::DequantizeRowQ5_1);
+  set(DType::kQ8_0, DType::kQ8_0, ref::QuantizeRowQ8_0, ref::VecDotQ8_0Q8_0,
+      ref::DequantizeRowQ8_0);
+  set(DType::kQ4_K, DType::kQ8_K, ref::QuantizeRowQ8_K, ref::VecDotQ4_KQ8_K,
+      ref::DequantizeRowQ4_K);
+  set(DType::kQ5_K, DType::kQ8_K, ref::QuantizeRowQ8_K, ref::VecDotQ5_KQ8_K,
+      ref::DequantizeRowQ5_K);
+  set(DType::kQ6_K, DType::kQ8_K, ref::QuantizeRowQ8_K, ref::VecDotQ6_KQ8_K,
+      ref::DequantizeRowQ6_K);
+  t.For(DType::kQ8_1).dequantize = ref::DequantizeRowQ8_1;
+  t.For(DType::kQ8_K).dequantize = ref::DequantizeRowQ8_K;
+}
+
+}  // namespace
+
 const KernelTable& RefKernelTable() {
   static const KernelTable table = [] {
     KernelTable t;
     t.isa = "ref";
+    FillRefTable(t);
     return t;
   }();
   return table;

@@ -1,0 +1,134 @@
+// kiln's public C++ API: load a model, generate, tokenize, render chat templates.
+// Front ends (cli/, server/, python/) use only this header. Errors are kiln::Status values
+// (base/status.h is the one internal header the public API re-exports: a leaf with no deps).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace kiln {
+
+struct LoadOptions {
+  std::string model;   // .gguf path, HF folder, hf://org/name[/file], or "default"
+  int n_threads = 0;   // 0 → all hardware threads
+  int n_ctx = 0;       // 0 → min(training context, 4096)
+};
+
+struct TensorSummary {
+  std::string name;
+  std::string dtype;
+  std::vector<int64_t> shape;  // row-major, outermost first
+  uint64_t n_bytes = 0;
+};
+
+struct ModelInfo {
+  std::string path;          // resolved local file or folder
+  std::string format;        // "gguf" | "safetensors"
+  std::string architecture;  // "llama", "qwen2", "qwen3", "gemma3"
+  std::string name;          // general.name / HF _name_or_path, may be empty
+  uint64_t n_params = 0;
+  uint64_t n_bytes = 0;      // bytes of tensor data
+  int64_t n_vocab = 0, n_ctx_train = 0, n_embd = 0, n_layers = 0, n_heads = 0, n_heads_kv = 0,
+          head_dim = 0, n_ff = 0;
+  std::map<std::string, int64_t> dtype_counts;  // tensor dtype → count
+  std::string chat_template;                    // "" if none
+  int32_t bos_id = -1, eos_id = -1, eot_id = -1;
+  std::vector<TensorSummary> tensors;
+  std::vector<std::pair<std::string, std::string>> metadata;  // key → printable value
+};
+
+// Reads a model's description without loading weights for compute.
+StatusOr<ModelInfo> InspectModel(const std::string& model);
+// Resolves a model reference to a local path, downloading hf:// references into the cache.
+StatusOr<std::string> ResolveModel(const std::string& model);
+
+struct GenerateRequest {
+  std::string prompt;               // text; ignored when prompt_ids is non-empty
+  std::vector<int32_t> prompt_ids;  // token ids, used as is
+  bool chat = false;                // wrap prompt as one user message in the chat template
+  bool add_special = true;          // add BOS/EOS as the model's tokenizer says (text prompts)
+  bool parse_special = false;       // special-token text in the prompt is parsed as tokens
+  int32_t max_tokens = 128;
+  float temperature = 0.8f;         // <= 0 → greedy
+  int32_t top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;    // stop strings (never emitted)
+  bool ignore_eos = false;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> output_ids;
+  std::string text;
+  std::string finish_reason;  // "stop" (EOS/EOT or stop string) | "length"
+  double prompt_ms = 0;       // prefill time
+  double gen_ms = 0;          // time after the first token
+  double load_ms = 0;         // model load time (filled by the engine's first user)
+};
+
+struct PerplexityResult {
+  int32_t n_ctx = 0;
+  int32_t n_chunks = 0;
+  int64_t n_scored = 0;            // tokens whose NLL was counted
+  double perplexity = 0;
+  std::vector<double> chunk_nll;   // mean NLL per chunk
+};
+
+struct BenchResult {
+  int32_t n_prompt = 0, n_gen = 0, n_threads = 0;
+  double pp_tok_s = 0, tg_tok_s = 0;
+  std::string isa;
+};
+
+// One loaded model + tokenizer + a generation context. Not thread-safe (one caller at a time);
+// the serving engine (issue #5) adds concurrency on top of the same interface.
+class Engine {
+ public:
+  static StatusOr<std::unique_ptr<Engine>> Load(const LoadOptions& options);
+  virtual ~Engine() = default;
+
+  virtual const ModelInfo& Info() const = 0;
+  // on_text receives UTF-8-safe text deltas as they are generated; return false to stop early.
+  virtual StatusOr<GenerateResult> Generate(
+      const GenerateRequest& request,
+      const std::function<bool(std::string_view delta)>& on_text = nullptr) = 0;
+  virtual StatusOr<std::vector<int32_t>> Tokenize(std::string_view text, bool add_special,
+                                                  bool parse_special) const = 0;
+  virtual std::string Detokenize(const std::vector<int32_t>& ids) const = 0;
+  // messages_json: OpenAI-style messages array; tools_json: "" or a tools array.
+  virtual StatusOr<std::string> ApplyChatTemplate(const std::string& messages_json,
+                                                  const std::string& tools_json,
+                                                  bool add_generation_prompt) const = 0;
+  // llama.cpp-style perplexity: chunks of n_ctx tokens, the second half of each scored.
+  virtual StatusOr<PerplexityResult> Perplexity(std::string_view text, int32_t n_ctx,
+                                                int32_t max_chunks) = 0;
+  // Raw logits of every position of `ids` (fresh context), [ids.size() * n_vocab].
+  virtual StatusOr<std::vector<float>> Logits(const std::vector<int32_t>& ids) = 0;
+  virtual StatusOr<BenchResult> Bench(int32_t n_prompt, int32_t n_gen) = 0;
+};
+
+// A tokenizer alone (from a model file/folder or a tokenizer.json), for `kiln tokenize`.
+class TokenizerHandle {
+ public:
+  static StatusOr<std::unique_ptr<TokenizerHandle>> Load(const std::string& model_or_tokenizer);
+  virtual ~TokenizerHandle() = default;
+  virtual StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special,
+                                                bool parse_special) const = 0;
+  virtual std::string Decode(const std::vector<int32_t>& ids) const = 0;
+  virtual std::string Piece(int32_t id) const = 0;  // raw vocabulary entry
+  virtual int32_t VocabSize() const = 0;
+  virtual StatusOr<std::string> ApplyChatTemplate(const std::string& messages_json,
+                                                  const std::string& tools_json,
+                                                  bool add_generation_prompt) const = 0;
+};
+
+}  // namespace kiln

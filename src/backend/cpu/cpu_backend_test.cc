@@ -1,0 +1,169 @@
+// CPU backend ops against naive double-precision computations, and batch invariance.
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "backend/backend.h"
+#include "kernels/kernel_table.h"
+#include "kernels/quant.h"
+
+namespace kiln::backend {
+namespace {
+
+std::vector<float> RandomVec(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// A plain f32 table so these tests do not depend on which quant kernels are filled in.
+void QuantizeF32(const float* x, void* y, int64_t n) { std::memcpy(y, x, n * 4); }
+void DequantizeF32(const void* x, float* y, int64_t n) { std::memcpy(y, x, n * 4); }
+float DotF32(const void* w, const void* a, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<const float*>(w)[i] * static_cast<const float*>(a)[i];
+  return s;
+}
+const kernels::KernelTable& F32Table() {
+  static const kernels::KernelTable t = [] {
+    kernels::KernelTable t;
+    t.isa = "test-f32";
+    t.For(DType::kF32) = {DType::kF32, QuantizeF32, DotF32, DequantizeF32};
+    return t;
+  }();
+  return t;
+}
+
+Matrix F32Matrix(const std::vector<float>& w, int64_t rows, int64_t cols) {
+  return Matrix{DType::kF32, rows, cols, reinterpret_cast<const uint8_t*>(w.data()),
+                static_cast<size_t>(cols) * 4};
+}
+
+TEST(CpuBackendTest, MatMulF32MatchesNaiveAndIsBatchInvariant) {
+  const int64_t rows = 37, cols = 20, n_tok = 5;
+  auto w = RandomVec(rows * cols, 1), x = RandomVec(n_tok * cols, 2), bias = RandomVec(rows, 3);
+  ThreadPool pool(2);
+  auto be = MakeCpuBackend(&pool, F32Table());
+  ASSERT_TRUE(be->CheckWeightType(DType::kF32).ok());
+  EXPECT_EQ(be->CheckWeightType(DType::kQ4_0).code(), StatusCode::kUnimplemented);
+  std::vector<float> out(n_tok * rows);
+  be->MatMul(F32Matrix(w, rows, cols), x.data(), n_tok, bias.data(), out.data());
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double want = bias[r];
+      for (int64_t c = 0; c < cols; ++c) want += double(w[r * cols + c]) * x[t * cols + c];
+      EXPECT_NEAR(out[t * rows + r], want, 1e-4);
+    }
+  }
+  // The same row alone, on an inline (pool-less) backend: bit-identical.
+  auto be1 = MakeCpuBackend(nullptr, F32Table());
+  std::vector<float> one(rows);
+  be1->MatMul(F32Matrix(w, rows, cols), x.data() + 3 * cols, 1, bias.data(), one.data());
+  EXPECT_EQ(0, std::memcmp(one.data(), out.data() + 3 * rows, rows * 4));
+}
+
+// Every weight type the active table supports: MatMul ≈ dequantized weight · x.
+TEST(CpuBackendTest, MatMulQuantTypesMatchDequantizedWeights) {
+  const int64_t rows = 40, cols = 2048;
+  auto wf = RandomVec(rows * cols, 4), x = RandomVec(2 * cols, 5);
+  int n_tested = 0;
+  for (const kernels::KernelTable* table_ptr : kernels::AvailableKernelTables()) {
+  const kernels::KernelTable& table = *table_ptr;
+  SCOPED_TRACE(table.isa);
+  auto be = MakeCpuBackend(nullptr, table);
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0, DType::kQ4_1,
+                  DType::kQ5_0, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    if (!be->CheckWeightType(t).ok()) continue;
+    ++n_tested;
+    size_t rb = *RowBytes(t, cols);
+    std::vector<uint8_t> wq(rows * rb);
+    for (int64_t r = 0; r < rows; ++r) kernels::ref::QuantizeRow(t, &wf[r * cols], &wq[r * rb], cols);
+    std::vector<float> wd(rows * cols), wd_ref(rows * cols);
+    for (int64_t r = 0; r < rows; ++r) table.For(t).dequantize(&wq[r * rb], &wd[r * cols], cols);
+    for (int64_t r = 0; r < rows; ++r) kernels::ref::DequantizeRow(t, &wq[r * rb], &wd_ref[r * cols], cols);
+    EXPECT_EQ(wd, wd_ref) << DTypeName(t) << " dequantize differs from ref";
+    std::vector<float> out(2 * rows);
+    be->MatMul(Matrix{t, rows, cols, wq.data(), rb}, x.data(), 2, nullptr, out.data());
+    for (int64_t i = 0; i < 2; ++i) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double want = 0, mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          want += double(wd[r * cols + c]) * x[i * cols + c];
+          mag += std::abs(double(wd[r * cols + c]) * x[i * cols + c]);
+        }
+        // Activations are quantized to the dot type (8-bit for quant types): ~1% of |w||x|.
+        EXPECT_NEAR(out[i * rows + r], want, 1e-2 * mag + 1e-4) << DTypeName(t);
+      }
+    }
+  }
+  }
+  if (n_tested == 0) GTEST_SKIP() << "active kernel table has no weight types yet";
+}
+
+TEST(CpuBackendTest, AttentionAppliesCausalityWindowAndGqa) {
+  const int n_heads = 4, n_kv = 2, d = 8, n_pos = 10;
+  auto k = RandomVec(n_pos * n_kv * d, 6), v = RandomVec(n_pos * n_kv * d, 7);
+  KvView kv{DType::kF32, reinterpret_cast<const uint8_t*>(k.data()),
+            reinterpret_cast<const uint8_t*>(v.data()), size_t(n_kv) * d * 4, d};
+  std::vector<int32_t> positions = {0, 4, 9};
+  auto q = RandomVec(positions.size() * n_heads * d, 8);
+  ThreadPool pool(2);
+  auto be = MakeCpuBackend(&pool, F32Table());
+  for (int32_t window : {0, 3}) {
+    AttentionParams p{n_heads, n_kv, d, window, 0.3f};
+    std::vector<float> out(q.size());
+    be->Attention(q.data(), positions.size(), positions.data(), kv, p, out.data());
+    for (size_t t = 0; t < positions.size(); ++t) {
+      for (int h = 0; h < n_heads; ++h) {
+        const int kh = h / (n_heads / n_kv);
+        std::vector<double> w(n_pos, 0.0);
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < n_pos; ++j) {
+          bool visible = j <= positions[t] && (window == 0 || positions[t] - j < window);
+          if (!visible) continue;
+          double s = 0;
+          for (int i = 0; i < d; ++i) s += double(q[(t * n_heads + h) * d + i]) * k[(j * n_kv + kh) * d + i];
+          w[j] = s * 0.3;
+          mx = std::max(mx, w[j]);
+        }
+        for (int j = 0; j < n_pos; ++j) {
+          bool visible = j <= positions[t] && (window == 0 || positions[t] - j < window);
+          w[j] = visible ? std::exp(w[j] - mx) : 0.0;
+          sum += w[j];
+        }
+        for (int i = 0; i < d; ++i) {
+          double want = 0;
+          for (int j = 0; j < n_pos; ++j) want += w[j] / sum * v[(j * n_kv + kh) * d + i];
+          EXPECT_NEAR(out[(t * n_heads + h) * d + i], want, 1e-5) << window << " " << t << " " << h;
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuBackendTest, RmsNormRowsAndEmbedding) {
+  const int64_t dim = 6;
+  auto x = RandomVec(3 * dim, 9), w = RandomVec(dim, 10);
+  auto be = MakeCpuBackend(nullptr, F32Table());
+  std::vector<float> out(3 * dim);
+  be->RmsNorm(x.data(), w.data(), 1.0f, 1e-6f, 3, dim, out.data());
+  for (int r = 0; r < 3; ++r) {
+    double ms = 0;
+    for (int i = 0; i < dim; ++i) ms += double(x[r * dim + i]) * x[r * dim + i] / dim;
+    for (int i = 0; i < dim; ++i)
+      EXPECT_NEAR(out[r * dim + i], x[r * dim + i] / std::sqrt(ms + 1e-6) * (1 + w[i]), 1e-5);
+  }
+  std::vector<int32_t> ids = {2, 0};
+  std::vector<float> emb(2 * dim);
+  be->EmbeddingRows(F32Matrix(x, 3, dim), ids.data(), 2, emb.data());
+  EXPECT_EQ(0, std::memcmp(emb.data(), &x[2 * dim], dim * 4));
+  EXPECT_EQ(0, std::memcmp(emb.data() + dim, &x[0], dim * 4));
+}
+
+}  // namespace
+}  // namespace kiln::backend

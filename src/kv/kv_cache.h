@@ -1,0 +1,59 @@
+// KvCache: keys and values of ONE sequence for every layer, sized once (n_ctx positions).
+// Slot = position. Attention reads it only through backend::KvView (base pointers + a stride
+// per position), so the paged cache (BlockPool + BlockTable, a later issue) can replace this
+// class without touching the attention op's contract.
+//
+// Layout per layer: K and V each [n_ctx, n_heads_kv, head_dim], f32 or f16, row-major.
+// Not thread-safe; owned by one Context on the engine thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "base/aligned.h"
+#include "base/status.h"
+#include "tensor/dtype.h"
+
+namespace kiln::kv {
+
+struct KvCacheOptions {
+  int n_layers = 0;
+  int32_t n_ctx = 0;
+  int n_heads_kv = 0;
+  int head_dim = 0;
+  DType dtype = DType::kF16;  // kF32 or kF16
+};
+
+class KvCache {
+ public:
+  // InvalidArgument for non-positive sizes or another dtype; ResourceExhausted if the
+  // allocation fails.
+  static StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheOptions& opts);
+
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  const KvCacheOptions& options() const { return opts_; }
+  int32_t n_ctx() const { return opts_.n_ctx; }
+  size_t SizeBytes() const { return 2 * static_cast<size_t>(opts_.n_layers) * layer_bytes_; }
+
+  // Stores K and V of n_tokens tokens ([n_tokens, n_heads_kv * head_dim] f32 each) at
+  // positions[t] of `layer`, converting to the cache dtype. Positions must be < n_ctx.
+  void Store(int layer, const int32_t* positions, int64_t n_tokens, const float* k,
+             const float* v);
+  backend::KvView View(int layer) const;
+
+ private:
+  explicit KvCache(const KvCacheOptions& opts);
+
+  KvCacheOptions opts_;
+  size_t pos_stride_ = 0;   // bytes per position (n_heads_kv * head_dim elements)
+  size_t layer_bytes_ = 0;  // bytes of one layer's K (or V)
+  AlignedBuffer k_;         // [n_layers][n_ctx][n_heads_kv][head_dim]
+  AlignedBuffer v_;
+};
+
+}  // namespace kiln::kv

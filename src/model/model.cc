@@ -1,0 +1,205 @@
+// Model loading and the forward pass: embeddings → n_layers × (attention block, FFN block)
+// → final norm → output head, for every architecture ModelConfig can describe.
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/logging.h"
+
+namespace kiln::model {
+
+size_t Batch::NumLogitRows() const {
+  size_t n = 0;
+  for (const BatchRow& r : rows) n += r.want_logits;
+  return n;
+}
+
+Status Context::Truncate(int32_t n_keep) {
+  if (n_keep < 0 || n_keep > n_past_) {
+    return InvalidArgument("cannot truncate a context of %d positions to %d", n_past_, n_keep);
+  }
+  n_past_ = n_keep;
+  return Status::Ok();
+}
+
+Model::~Model() = default;
+
+StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOptions& opts) {
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<io::TensorSource> source, io::OpenTensorSource(path));
+  return Load(std::move(source), opts);
+}
+
+StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<io::TensorSource> source,
+                                             const LoadOptions& opts) {
+  if (source == nullptr) return InvalidArgument("no tensor source");
+  if (opts.kv_dtype != DType::kF16 && opts.kv_dtype != DType::kF32) {
+    return InvalidArgument("KV cache dtype must be f16 or f32, got %s", DTypeName(opts.kv_dtype));
+  }
+  if (opts.max_batch <= 0 || opts.n_ctx < 0 || opts.n_threads < 0) {
+    return InvalidArgument("bad load options (n_threads %d, n_ctx %d, max_batch %d)",
+                           opts.n_threads, opts.n_ctx, opts.max_batch);
+  }
+  std::unique_ptr<Model> m(new Model());
+  m->source_ = std::move(source);
+  m->opts_ = opts;
+  KILN_RETURN_IF_ERROR(m->Init());
+  return m;
+}
+
+Status Model::Init() {
+  KILN_ASSIGN_OR_RETURN(config_, ConfigFromSource(*source_));
+  if (opts_.n_ctx == 0) opts_.n_ctx = std::min<int32_t>(config_.context_length, 4096);
+  const int n_threads = opts_.n_threads > 0 ? opts_.n_threads : HardwareConcurrency();
+  pool_ = std::make_unique<ThreadPool>(n_threads);
+  backend_ = backend::MakeCpuBackend(pool_.get());
+  KILN_ASSIGN_OR_RETURN(weights_, Weights::Load(*source_, config_, *backend_));
+
+  const int hd = config_.head_dim;
+  inv_freq_global_.resize(hd / 2);
+  backend::RopeInvFreq(hd, config_.rope_theta, config_.rope_scaling, weights_->rope_freqs,
+                       inv_freq_global_.data());
+  if (config_.local_rope) {
+    inv_freq_local_.resize(hd / 2);
+    backend::RopeInvFreq(hd, config_.rope_theta_local, backend::RopeScaling{}, nullptr,
+                         inv_freq_local_.data());
+  }
+
+  const size_t b = static_cast<size_t>(opts_.max_batch);
+  const size_t e = config_.n_embd, q_dim = size_t{1} * config_.n_heads * hd,
+               kv_dim = size_t{1} * config_.n_heads_kv * hd, ff = config_.n_ff;
+  arena_.ids.resize(b);
+  arena_.pos.resize(b);
+  arena_.x.resize(b * e);
+  arena_.xn.resize(b * e);
+  arena_.tmp.resize(b * e);
+  arena_.q.resize(b * q_dim);
+  arena_.attn.resize(b * q_dim);
+  arena_.k.resize(b * kv_dim);
+  arena_.v.resize(b * kv_dim);
+  arena_.gate.resize(b * ff);
+  arena_.up.resize(b * ff);
+  backend_->Reserve(opts_.max_batch, std::max<int64_t>({int64_t(e), int64_t(q_dim), int64_t(ff)}),
+                    opts_.n_ctx);
+  KILN_LOG(kInfo, "loaded %s", config_.DebugString().c_str());
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Context>> Model::NewContext(int32_t n_ctx) const {
+  kv::KvCacheOptions o;
+  o.n_layers = config_.n_layers;
+  o.n_ctx = n_ctx > 0 ? n_ctx : opts_.n_ctx;
+  o.n_heads_kv = config_.n_heads_kv;
+  o.head_dim = config_.head_dim;
+  o.dtype = opts_.kv_dtype;
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<kv::KvCache> cache, kv::KvCache::Create(o));
+  return std::unique_ptr<Context>(new Context(std::move(cache)));
+}
+
+Status Model::Forward(const Batch& batch, Context& ctx, std::vector<float>* logits) {
+  if (batch.rows.empty()) return InvalidArgument("empty batch");
+  for (size_t r = 0; r < batch.rows.size(); ++r) {
+    const BatchRow& row = batch.rows[r];
+    if (row.token < 0 || row.token >= config_.n_vocab) {
+      return InvalidArgument("batch row %zu: token id %d is outside the vocabulary [0, %lld)", r,
+                             row.token, static_cast<long long>(config_.n_vocab));
+    }
+    if (row.seq_idx != 0) {
+      return InvalidArgument("batch row %zu: seq_idx %d, but a Context holds one sequence (0)", r,
+                             row.seq_idx);
+    }
+    const int32_t want_pos = ctx.n_past() + static_cast<int32_t>(r);
+    if (row.pos != want_pos) {
+      return InvalidArgument("batch row %zu: position %d, expected %d (positions continue the "
+                             "context one by one)", r, row.pos, want_pos);
+    }
+    if (row.pos >= ctx.n_ctx()) {
+      return ResourceExhausted("context full: position %d does not fit n_ctx %d", row.pos,
+                               ctx.n_ctx());
+    }
+  }
+  const size_t n_logit_rows = batch.NumLogitRows();
+  logits->resize(n_logit_rows * static_cast<size_t>(config_.n_vocab));
+  float* out = logits->data();
+  for (size_t r0 = 0; r0 < batch.rows.size(); r0 += opts_.max_batch) {
+    const size_t r1 = std::min(batch.rows.size(), r0 + static_cast<size_t>(opts_.max_batch));
+    ForwardRows(batch, r0, r1, ctx, out);
+    for (size_t r = r0; r < r1; ++r) out += batch.rows[r].want_logits ? config_.n_vocab : 0;
+  }
+  return Status::Ok();
+}
+
+const float* Model::InvFreq(int il) const {
+  return config_.local_rope && config_.IsSliding(il) ? inv_freq_local_.data()
+                                                       : inv_freq_global_.data();
+}
+
+void Model::ForwardRows(const Batch& batch, size_t r0, size_t r1, Context& ctx,
+                        float* logits_out) {
+  const int64_t n = static_cast<int64_t>(r1 - r0);
+  const int64_t e = config_.n_embd;
+  for (int64_t t = 0; t < n; ++t) {
+    arena_.ids[t] = batch.rows[r0 + t].token;
+    arena_.pos[t] = batch.rows[r0 + t].pos;
+  }
+  backend::Backend& be = *backend_;
+  be.EmbeddingRows(weights_->token_embd, arena_.ids.data(), n, arena_.x.data());
+  if (config_.embedding_scale != 1.0f) be.Scale(arena_.x.data(), config_.embedding_scale, n * e);
+  for (int il = 0; il < config_.n_layers; ++il) Layer(il, n, ctx);
+  ctx.n_past_ = arena_.pos[n - 1] + 1;
+
+  // Output head on the rows that want logits only, compacted into xn.
+  int64_t m = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    if (!batch.rows[r0 + t].want_logits) continue;
+    std::copy_n(arena_.x.data() + t * e, e, arena_.xn.data() + m * e);
+    ++m;
+  }
+  if (m == 0) return;
+  be.RmsNorm(arena_.xn.data(), weights_->output_norm, config_.norm_weight_offset,
+             config_.norm_eps, m, e, arena_.xn.data());
+  be.MatMul(weights_->output, arena_.xn.data(), m, nullptr, logits_out);
+}
+
+void Model::Layer(int il, int64_t n, Context& ctx) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = weights_->layers[il];
+  backend::Backend& be = *backend_;
+  Arena& a = arena_;
+  const int64_t e = c.n_embd;
+  const float off = c.norm_weight_offset;
+
+  // Attention block.
+  be.RmsNorm(a.x.data(), w.attn_norm, off, c.norm_eps, n, e, a.xn.data());
+  be.MatMul(w.wq, a.xn.data(), n, w.bq, a.q.data());
+  be.MatMul(w.wk, a.xn.data(), n, w.bk, a.k.data());
+  be.MatMul(w.wv, a.xn.data(), n, w.bv, a.v.data());
+  if (c.qk_norm) {
+    be.RmsNorm(a.q.data(), w.q_norm, off, c.norm_eps, n * c.n_heads, c.head_dim, a.q.data());
+    be.RmsNorm(a.k.data(), w.k_norm, off, c.norm_eps, n * c.n_heads_kv, c.head_dim, a.k.data());
+  }
+  be.Rope(a.q.data(), n, c.n_heads, c.head_dim, a.pos.data(), InvFreq(il), c.rope_style);
+  be.Rope(a.k.data(), n, c.n_heads_kv, c.head_dim, a.pos.data(), InvFreq(il), c.rope_style);
+  ctx.kv_->Store(il, a.pos.data(), n, a.k.data(), a.v.data());
+  backend::AttentionParams p;
+  p.n_heads = c.n_heads;
+  p.n_heads_kv = c.n_heads_kv;
+  p.head_dim = c.head_dim;
+  p.window = c.IsSliding(il) ? c.sliding_window : 0;
+  p.scale = c.attention_scale;
+  be.Attention(a.q.data(), n, a.pos.data(), ctx.kv_->View(il), p, a.attn.data());
+  be.MatMul(w.wo, a.attn.data(), n, nullptr, a.tmp.data());
+  if (c.post_norms) be.RmsNorm(a.tmp.data(), w.post_attn_norm, off, c.norm_eps, n, e, a.tmp.data());
+  be.Add(a.x.data(), a.tmp.data(), n * e);
+
+  // Feed-forward block.
+  be.RmsNorm(a.x.data(), w.ffn_norm, off, c.norm_eps, n, e, a.xn.data());
+  be.MatMul(w.w_gate, a.xn.data(), n, nullptr, a.gate.data());
+  be.MatMul(w.w_up, a.xn.data(), n, nullptr, a.up.data());
+  be.GatedActivation(c.activation, a.gate.data(), a.up.data(), n * c.n_ff, a.gate.data());
+  be.MatMul(w.w_down, a.gate.data(), n, nullptr, a.tmp.data());
+  if (c.post_norms) be.RmsNorm(a.tmp.data(), w.post_ffn_norm, off, c.norm_eps, n, e, a.tmp.data());
+  be.Add(a.x.data(), a.tmp.data(), n * e);
+}
+
+}  // namespace kiln::model

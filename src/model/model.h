@@ -1,0 +1,114 @@
+// Model: a loaded decoder-only transformer (config + mmapped weights + backend) and its
+// forward pass. Context: one sequence's state (KV cache, filled length).
+//
+// Batch rows carry (token, position, sequence, want_logits) so that several sequences can
+// share one forward later; today a Context holds one sequence (seq_idx 0) whose positions
+// continue from Context::n_past().
+//
+// Engine-thread only: Forward is not thread-safe (it uses the model's scratch arena).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "base/status.h"
+#include "base/thread_pool.h"
+#include "io/tensor_source.h"
+#include "kv/kv_cache.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace kiln::model {
+
+struct LoadOptions {
+  int n_threads = 0;            // compute threads incl. the caller; 0 = hardware concurrency
+  int32_t n_ctx = 0;            // KV positions per Context; 0 = min(context_length, 4096)
+  DType kv_dtype = DType::kF16;  // kF16 or kF32
+  int32_t max_batch = 256;      // rows per internal step: sizes the activation arena
+};
+
+struct BatchRow {
+  int32_t token = 0;
+  int32_t pos = 0;
+  int32_t seq_idx = 0;
+  bool want_logits = false;
+};
+
+struct Batch {
+  std::vector<BatchRow> rows;
+
+  void Add(int32_t token, int32_t pos, int32_t seq_idx, bool want_logits) {
+    rows.push_back({token, pos, seq_idx, want_logits});
+  }
+  void Clear() { rows.clear(); }
+  size_t NumLogitRows() const;
+};
+
+// One sequence's KV cache and length. Created by Model::NewContext; usable only with it.
+class Context {
+ public:
+  int32_t n_ctx() const { return kv_->n_ctx(); }
+  // Positions 0..n_past()-1 are in the cache; the next batch must start at n_past().
+  int32_t n_past() const { return n_past_; }
+  // Forgets every position (a new sequence, or the next perplexity chunk).
+  void Clear() { n_past_ = 0; }
+  // Keeps positions < n_keep. InvalidArgument if n_keep is negative or beyond n_past().
+  Status Truncate(int32_t n_keep);
+
+ private:
+  friend class Model;
+  explicit Context(std::unique_ptr<kv::KvCache> kv) : kv_(std::move(kv)) {}
+  std::unique_ptr<kv::KvCache> kv_;
+  int32_t n_past_ = 0;
+};
+
+class Model {
+ public:
+  static StatusOr<std::unique_ptr<Model>> Load(std::unique_ptr<io::TensorSource> source,
+                                               const LoadOptions& opts);
+  // Opens a .gguf file or a Hugging Face folder, then loads it.
+  static StatusOr<std::unique_ptr<Model>> Load(const std::string& path, const LoadOptions& opts);
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const io::TensorSource& source() const { return *source_; }
+  const Weights& weights() const { return *weights_; }
+  const LoadOptions& options() const { return opts_; }
+
+  // A fresh context with opts.n_ctx positions (or n_ctx when given, > 0).
+  StatusOr<std::unique_ptr<Context>> NewContext(int32_t n_ctx = 0) const;
+
+  // Runs the batch: appends its K/V to ctx and writes logits [n_logit_rows, n_vocab] (rows with
+  // want_logits, in batch order) into *logits (resized). Errors leave ctx unchanged:
+  // InvalidArgument for token ids outside [0, n_vocab), seq_idx != 0, or positions that do
+  // not continue ctx.n_past() one by one; ResourceExhausted when positions reach n_ctx.
+  Status Forward(const Batch& batch, Context& ctx, std::vector<float>* logits);
+
+ private:
+  Model() = default;
+  Status Init();
+  // Rows [r0, r1) of a validated batch; logits of its logit rows go to `logits_out`.
+  void ForwardRows(const Batch& batch, size_t r0, size_t r1, Context& ctx, float* logits_out);
+  void Layer(int il, int64_t n, Context& ctx);
+  const float* InvFreq(int il) const;
+
+  std::unique_ptr<io::TensorSource> source_;
+  ModelConfig config_;
+  LoadOptions opts_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<backend::Backend> backend_;
+  std::unique_ptr<Weights> weights_;
+  std::vector<float> inv_freq_global_;  // [head_dim/2]
+  std::vector<float> inv_freq_local_;   // [head_dim/2], sliding layers when config.local_rope
+
+  // Activation arena, sized at load for max_batch rows.
+  struct Arena {
+    std::vector<int32_t> ids, pos;
+    std::vector<float> x, xn, q, k, v, attn, tmp, gate, up;
+  } arena_;
+};
+
+}  // namespace kiln::model

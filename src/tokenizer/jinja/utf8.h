@@ -1,0 +1,26 @@
+// UTF-8 helpers: Python strings index by code point, and str methods see Unicode whitespace.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln::jinja {
+
+// Decodes UTF-8; invalid bytes become U+FFFD.
+std::u32string DecodeUtf8(std::string_view s);
+std::string EncodeUtf8(std::u32string_view s);
+void AppendUtf8(uint32_t cp, std::string* out);
+// Number of code points.
+size_t Utf8Length(std::string_view s);
+// Python str.isspace() for one code point.
+bool IsPySpace(uint32_t cp);
+// Python str.isalnum()-ish for \w: letters, digits, underscore (ASCII exact, non-ASCII ≥ 0x80
+// letters approximated as word characters except spaces/punctuation ranges).
+bool IsPyWordChar(uint32_t cp);
+// ASCII-only case mapping (non-ASCII code points unchanged).
+uint32_t ToUpperCp(uint32_t cp);
+uint32_t ToLowerCp(uint32_t cp);
+
+}  // namespace kiln::jinja

