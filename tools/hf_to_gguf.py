@@ -115,7 +115,7 @@ def _rope_params(config: dict, layer_type: str | None = None) -> dict:
     params = config.get("rope_parameters")
     if params and layer_type and layer_type in params:
         return dict(params[layer_type])
-    if params and "rope_type" in params or params and "rope_theta" in params:
+    if params and ("rope_type" in params or "rope_theta" in params):
         return dict(params)
     out = dict(config.get("rope_scaling") or {"rope_type": "default"})
     if "type" in out and "rope_type" not in out:

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "base/status.h"
 #include "base/thread_pool.h"
@@ -54,6 +55,9 @@ struct AttentionParams {
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  // The kernel ISA this backend computes with ("ref", "avx2", "avx512", …), for reports.
+  virtual std::string KernelIsa() const = 0;
 
   // OK if MatMul / EmbeddingRows can use weights of this dtype; Unimplemented naming it if not.
   virtual Status CheckWeightType(DType dtype) const = 0;

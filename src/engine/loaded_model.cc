@@ -3,6 +3,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "base/thread_pool.h"
 #include "model/resolve.h"
 
 namespace kiln::engine {
@@ -15,7 +16,7 @@ StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& reference,
   KILN_ASSIGN_OR_RETURN(lm->model, model::Model::Load(lm->path, options));
   KILN_ASSIGN_OR_RETURN(lm->tokenizer, tokenizer::Tokenizer::FromSource(lm->model->source()));
   if (!lm->tokenizer->chat_template().empty()) {
-    auto tmpl = tokenizer::ChatTemplate::Parse(lm->tokenizer->chat_template());
+    auto tmpl = ChatTemplate::Parse(lm->tokenizer->chat_template());
     // A template we cannot parse makes chat unavailable, not the model.
     if (tmpl.ok()) lm->chat_template = *tmpl;
   }
@@ -28,7 +29,7 @@ StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& reference,
 }
 
 StatusOr<std::string> RenderChat(const tokenizer::Tokenizer& tok,
-                                 const tokenizer::ChatTemplate* tmpl,
+                                 const ChatTemplate* tmpl,
                                  const std::string& messages_json, const std::string& tools_json,
                                  bool add_generation_prompt) {
   if (tmpl == nullptr) return FailedPrecondition("the model has no chat template");
@@ -51,9 +52,9 @@ StatusOr<std::string> RenderChat(const tokenizer::Tokenizer& tok,
 namespace kiln::engine {
 namespace {
 
-std::shared_ptr<const tokenizer::ChatTemplate> ParseTemplate(const tokenizer::Tokenizer& tok) {
+std::shared_ptr<const ChatTemplate> ParseTemplate(const tokenizer::Tokenizer& tok) {
   if (tok.chat_template().empty()) return nullptr;
-  auto tmpl = tokenizer::ChatTemplate::Parse(tok.chat_template());
+  auto tmpl = ChatTemplate::Parse(tok.chat_template());
   return tmpl.ok() ? *tmpl : nullptr;
 }
 

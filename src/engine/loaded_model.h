@@ -16,7 +16,7 @@ struct LoadedModel {
   std::string path;  // resolved local path
   std::unique_ptr<model::Model> model;
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
-  std::shared_ptr<const tokenizer::ChatTemplate> chat_template;  // null if the model has none
+  std::shared_ptr<const ChatTemplate> chat_template;  // null if the model has none
   double load_ms = 0;
 };
 
@@ -34,14 +34,14 @@ std::string KernelIsa(const LoadedModel& lm);
 // folder holding one, or any model reference.
 struct LoadedTokenizer {
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
-  std::shared_ptr<const tokenizer::ChatTemplate> chat_template;  // null if none
+  std::shared_ptr<const ChatTemplate> chat_template;  // null if none
 };
 StatusOr<LoadedTokenizer> LoadTokenizer(const std::string& reference);
 
 // Renders the chat template with OpenAI-style messages (and tools, may be null JSON).
 // FailedPrecondition if the model has no template.
 StatusOr<std::string> RenderChat(const tokenizer::Tokenizer& tok,
-                                 const tokenizer::ChatTemplate* tmpl,
+                                 const ChatTemplate* tmpl,
                                  const std::string& messages_json, const std::string& tools_json,
                                  bool add_generation_prompt);
 

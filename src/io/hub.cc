@@ -222,7 +222,12 @@ struct Progress {
   std::chrono::steady_clock::time_point start, last;
   bool drew = false;
 
-  static std::string Mb(double bytes) { return StrFormat("%.1f MB", bytes / 1e6); }
+  static std::string Mb(double bytes) {
+    if (bytes < 1e3) return StrFormat("%.0f B", bytes);
+    if (bytes < 1e6) return StrFormat("%.1f kB", bytes / 1e3);
+    if (bytes < 1e9) return StrFormat("%.1f MB", bytes / 1e6);
+    return StrFormat("%.2f GB", bytes / 1e9);
+  }
 
   void Draw(int64_t now_bytes, int64_t total, bool final_line) {
     auto now = std::chrono::steady_clock::now();
@@ -653,14 +658,15 @@ StatusOr<HubRef> ParseHubRef(std::string_view spec) {
   rest = rest.substr(slash + 1);
   slash = rest.find('/');
   std::string_view name = rest.substr(0, slash);
-  if (slash != std::string_view::npos) ref.file = std::string(rest.substr(slash + 1));
+  bool has_file = slash != std::string_view::npos;
+  if (has_file) ref.file = std::string(rest.substr(slash + 1));
   if (size_t at = name.find('@'); at != std::string_view::npos) {
     ref.revision = std::string(name.substr(at + 1));
     name = name.substr(0, at);
   }
   ref.name = std::string(name);
   if (!IsSafeName(ref.org, false) || !IsSafeName(ref.name, false) ||
-      !IsSafeName(ref.revision, false) || (!ref.file.empty() && !IsSafeName(ref.file, true))) {
+      !IsSafeName(ref.revision, false) || (has_file && !IsSafeName(ref.file, true))) {
     return InvalidArgument("'%.*s': bad org, name, revision or file (expected "
                            "hf://org/name[@revision][/file])",
                            static_cast<int>(spec.size()), spec.data());

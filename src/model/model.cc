@@ -98,6 +98,11 @@ StatusOr<std::unique_ptr<Context>> Model::NewContext(int32_t n_ctx) const {
 
 Status Model::Forward(const Batch& batch, Context& ctx, std::vector<float>* logits) {
   if (batch.rows.empty()) return InvalidArgument("empty batch");
+  const kv::KvCacheOptions& kvo = ctx.kv_->options();
+  if (kvo.n_layers != config_.n_layers || kvo.n_heads_kv != config_.n_heads_kv ||
+      kvo.head_dim != config_.head_dim) {
+    return InvalidArgument("context was created by a different model");
+  }
   for (size_t r = 0; r < batch.rows.size(); ++r) {
     const BatchRow& row = batch.rows[r];
     if (row.token < 0 || row.token >= config_.n_vocab) {

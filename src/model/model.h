@@ -77,6 +77,8 @@ class Model {
   const io::TensorSource& source() const { return *source_; }
   const Weights& weights() const { return *weights_; }
   const LoadOptions& options() const { return opts_; }
+  int NumThreads() const { return pool_ ? pool_->NumThreads() : 1; }
+  std::string KernelIsa() const { return backend_->KernelIsa(); }
 
   // A fresh context with opts.n_ctx positions (or n_ctx when given, > 0).
   StatusOr<std::unique_ptr<Context>> NewContext(int32_t n_ctx = 0) const;

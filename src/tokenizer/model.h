@@ -58,6 +58,7 @@ struct TokenizerModel {
 
   // ── SentencePiece ──
   bool add_space_prefix = false;  // "▁" before each plain-text segment
+  bool space_prefix_first_only = false;  // Metaspace prepend_scheme "first": text start only
   bool escape_spaces = false;     // ' ' -> "▁"
   bool byte_fallback = false;
   bool fuse_unk = false;

@@ -97,8 +97,9 @@ void EncodeSpmWord(const TokenizerModel& m, std::string_view word, EncodeScratch
   EmitSymbols(m, word, st->bpe, out);
 }
 
-Status EncodeSegment(const TokenizerModel& m, std::string_view seg, EncodeScratch* st,
-                     std::vector<int32_t>* out) {
+// at_start: the segment begins the input text (for prepend_scheme "first").
+Status EncodeSegment(const TokenizerModel& m, std::string_view seg, bool at_start,
+                     EncodeScratch* st, std::vector<int32_t>* out) {
   std::string normalized;
   if (m.normal_form != NormalForm::kNone) {
     KILN_ASSIGN_OR_RETURN(normalized, Normalize(seg, m.normal_form));
@@ -118,7 +119,7 @@ Status EncodeSegment(const TokenizerModel& m, std::string_view seg, EncodeScratc
     case VocabKind::kSentencePieceBpe: {
       std::string text;
       text.reserve(seg.size() + 8);
-      if (m.add_space_prefix) text.append(kMetaspace);
+      if (m.add_space_prefix && (at_start || !m.space_prefix_first_only)) text.append(kMetaspace);
       for (char c : seg) {
         if (c == ' ' && m.escape_spaces) text.append(kMetaspace);
         else text.push_back(c);
@@ -199,7 +200,7 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
       continue;
     }
     KILN_RETURN_IF_ERROR(EncodeSegment(m, text.substr(p.span.begin, p.span.end - p.span.begin),
-                                       &st, &out));
+                                       p.span.begin == 0, &st, &out));
   }
   if (opts.add_special && m.add_eos && m.eos >= 0) out.push_back(m.eos);
   return out;

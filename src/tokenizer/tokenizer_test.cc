@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/unicode.h"
 
@@ -74,6 +79,21 @@ TEST(Utf8, LossyAndPrefix) {
 TEST(PreTokenizer, RewritesWhitespace) {
   EXPECT_EQ(RewriteWhitespaceClasses("a\\sb"), "a[\\t-\\r\\x{20}\\x{85}\\p{Z}]b");
   EXPECT_EQ(RewriteWhitespaceClasses("[^\\s\\p{L}]"), "[^\\t-\\r\\x{20}\\x{85}\\p{Z}\\p{L}]");
+}
+
+TEST(PreTokenizer, EveryTableRowCompiles) {
+  for (int p = 0; p <= static_cast<int>(PreTokenizer::kNone); ++p) {
+    const PreTokenizerSpec& spec = SpecFor(static_cast<PreTokenizer>(p));
+    std::vector<std::string> res(spec.regexes.begin(), spec.regexes.end());
+    auto sp = RegexSplitter::Create(res);
+    EXPECT_TRUE(sp.ok()) << p << ": " << sp.status().ToString();
+    for (std::string_view name : spec.gguf_names) {
+      auto found = PreTokenizerFromGgufName(name);
+      ASSERT_TRUE(found.ok()) << name;
+      EXPECT_EQ(*found, spec.id) << name;  // a name selects exactly one row
+    }
+  }
+  EXPECT_FALSE(PreTokenizerFromGgufName("no-such-pre").ok());
 }
 
 TEST(PreTokenizer, Gpt2Split) {
@@ -151,6 +171,57 @@ TEST(Tokenizer, RejectsBadMetadata) {
   m = TinyGpt2();
   m["tokenizer.ggml.tokens"] = Str("x");
   EXPECT_FALSE(Tokenizer::FromMetadata(m).ok());
+}
+
+}  // namespace
+}  // namespace kiln::tokenizer
+
+namespace kiln::tokenizer {
+namespace {
+
+std::string WriteTemp(const std::string& name, const std::string& body) {
+  std::string dir = ::testing::TempDir() + "kiln_tok_" + name;
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/tokenizer.json") << body;
+  return dir;
+}
+
+// A byte-level tokenizer.json with both merge spellings, an added special token, an added
+// non-special token, and a tokenizer_config.json naming BOS and the chat template.
+TEST(HfFiles, TinyByteLevel) {
+  std::string vocab = "{";
+  for (int b = 0; b < 256; ++b) {
+    nlohmann::json key = ByteToUnicode()[b];
+    vocab += key.dump() + ":" + std::to_string(b) + ",";
+  }
+  vocab += "\"he\":256,\"hel\":257}";
+  std::string body = R"({"model":{"type":"BPE","vocab":)" + vocab +
+      R"(,"merges":["h e",["he","l"]]},
+      "pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true},
+      "decoder":{"type":"ByteLevel"},
+      "added_tokens":[{"id":258,"content":"<|s|>","special":true},
+                      {"id":259,"content":"<tool>","special":false}]})";
+  std::string dir = WriteTemp("tiny", body);
+  std::ofstream(dir + "/tokenizer_config.json")
+      << R"({"bos_token":"<|s|>","add_bos_token":true,"chat_template":"{{ x }}"})";
+  auto tok = Tokenizer::FromHfFiles(dir);
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ((*tok)->n_vocab(), 260);
+  EXPECT_EQ((*tok)->bos_id(), 258);
+  EXPECT_EQ((*tok)->chat_template(), "{{ x }}");
+  auto ids = *(*tok)->Encode("hel<tool><|s|>", {.add_special = true});
+  // BOS; "hel" via both merges; <tool> always; <|s|> as text without parse_special.
+  std::vector<int32_t> want = {258, 257, 259, '<', '|', 's', '|', '>'};
+  EXPECT_EQ(ids, want);
+  EXPECT_EQ((*tok)->Decode(ids, /*skip_special=*/true), "hel<tool><|s|>");
+}
+
+TEST(HfFiles, MalformedIsAnError) {
+  EXPECT_FALSE(Tokenizer::FromHfFiles(WriteTemp("bad1", "{not json")).ok());
+  EXPECT_FALSE(Tokenizer::FromHfFiles(WriteTemp("bad2", R"({"model":"x"})")).ok());
+  EXPECT_FALSE(Tokenizer::FromHfFiles(WriteTemp("bad3", R"({"model":{"type":"BPE","vocab":[1]}})")).ok());
+  EXPECT_FALSE(Tokenizer::FromHfFiles(WriteTemp("bad4", R"({"model":{"type":"Unigram","vocab":[]}})")).ok());
+  EXPECT_FALSE(Tokenizer::FromHfFiles("/nonexistent/dir").ok());
 }
 
 }  // namespace

@@ -274,8 +274,8 @@ bool IsWhitespaceCp(uint32_t cp) { return u_hasBinaryProperty(cp, UCHAR_WHITE_SP
 bool IsControlCp(uint32_t cp) {
   if (cp == '\t' || cp == '\n' || cp == '\r') return false;
   switch (u_charType(cp)) {
+    // Unassigned code points are kept, as Hugging Face's BertNormalizer keeps them.
     case U_CONTROL_CHAR: case U_FORMAT_CHAR: case U_PRIVATE_USE_CHAR: case U_SURROGATE:
-    case U_UNASSIGNED:
       return true;
     default:
       return false;

@@ -48,7 +48,7 @@ std::string ToLower(std::string_view text);
 
 // Categories (ICU, General_Category) used by the BERT pre-tokenizer.
 bool IsWhitespaceCp(uint32_t cp);   // Unicode White_Space
-bool IsControlCp(uint32_t cp);      // BERT: Cc/Cf/Co/Cn... except \t \n \r
+bool IsControlCp(uint32_t cp);      // BERT: Cc/Cf/Co/Cs except \t \n \r
 bool IsPunctuationCp(uint32_t cp);  // BERT: ASCII symbols or General_Category P*
 bool IsMarkNonspacing(uint32_t cp); // Mn (accents after NFD)
 bool IsCjkCp(uint32_t cp);          // BERT's CJK ideograph ranges

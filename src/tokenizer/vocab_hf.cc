@@ -115,6 +115,7 @@ struct Loader {
       m->escape_spaces = true;
       std::string scheme = p.value("prepend_scheme", std::string("always"));
       if (Bool(p, "add_prefix_space", true) && scheme != "never") m->add_space_prefix = true;
+      m->space_prefix_first_only = scheme == "first";
       m->split_on_metaspace = Bool(p, "split", true);
     } else if (type == "BertPreTokenizer" || type == "Whitespace" || type == "WhitespaceSplit") {
       if (m->kind != VocabKind::kWordPiece) {

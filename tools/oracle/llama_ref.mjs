@@ -19,7 +19,8 @@
 //               only positions j in [ctx/2, ctx-2] are scored (predicting j+1).
 //
 // Common options: --kv f32|f16 (KV cache type; default f32 for logits, f16
-// like llama.cpp's default elsewhere), --threads N (default 2),
+// like llama.cpp's default elsewhere), --threads N (default 1: on this
+// shared 2-core machine 2 threads spin-wait and run many times slower),
 // --flash-attn (default off). Needs NODE_LLAMA_CPP_SKIP_DOWNLOAD=true-style
 // prebuilt binaries: getLlama({gpu: false, build: "never"}).
 // node-llama-cpp is resolved from $KILN_NODE_MODULES, else
@@ -72,9 +73,17 @@ function readJson(file) {
 }
 
 function tokensOpt(opts) {
+  if (Array.isArray(opts.tokens)) return opts.tokens;
   if (opts.tokens) return JSON.parse(opts.tokens);
   if (opts["tokens-file"]) return readJson(opts["tokens-file"]);
   return null;
+}
+
+function checkIds(model, ids) {
+  const n = vocabSize(model);
+  const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= n);
+  if (bad !== undefined) die(`token id ${bad} outside [0, ${n})`);
+  return ids;
 }
 
 function withBos(model, ids, bosOpt) {
@@ -91,17 +100,20 @@ function vocabSize(model) {
 
 const msSince = (t0) => Math.round(performance.now() - t0);
 
+const openContexts = [];
+
 async function makeSequence(model, opts, n, defaultKv) {
   const kv = (opts.kv ?? defaultKv).toUpperCase();
   const ctx = await model.createContext({
     contextSize: n,
     batchSize: Math.min(n, 512),
     sequences: 1,
-    threads: Number(opts.threads ?? 2),
+    threads: Number(opts.threads ?? 1),
     flashAttention: !!opts["flash-attn"],
     experimentalKvCacheKeyType: kv,
     experimentalKvCacheValueType: kv,
   });
+  openContexts.push(ctx);
   return { ctx, seq: ctx.getSequence() };
 }
 
@@ -113,7 +125,7 @@ async function evalAll(seq, ids, generateNext) {
 }
 
 async function modeLogits(model, opts) {
-  const ids = tokensOpt(opts) ?? die("logits needs --tokens or --tokens-file");
+  const ids = checkIds(model, tokensOpt(opts) ?? die("logits needs --tokens or --tokens-file"));
   const full = !!opts.full || vocabSize(model) <= 4096;
   const topK = Number(opts["top-k"] ?? 10);
   const { seq } = await makeSequence(model, opts, Math.max(ids.length, 8), "f32");
@@ -150,9 +162,10 @@ async function greedyOne(model, seq, promptIds, n) {
 async function modeGreedy(model, opts) {
   const n = Number(opts.n ?? 32);
   let prompts;
-  if (opts["prompts-file"]) prompts = readJson(opts["prompts-file"]).map((p) => ({ text: p }));
+  if (Array.isArray(opts.prompts)) prompts = opts.prompts.map((p) => ({ text: p }));
+  else if (opts["prompts-file"]) prompts = readJson(opts["prompts-file"]).map((p) => ({ text: p }));
   else if (opts.prompt !== undefined) prompts = [{ text: opts.prompt }];
-  else prompts = [{ ids: tokensOpt(opts) ?? die("greedy needs --tokens, --prompt or --prompts-file") }];
+  else prompts = [{ ids: checkIds(model, tokensOpt(opts) ?? die("greedy needs --tokens, --prompt or --prompts-file")) }];
   for (const p of prompts) {
     if (p.ids === undefined) p.ids = withBos(model, model.tokenize(p.text, !!opts.special), opts.bos);
   }
@@ -170,7 +183,8 @@ async function modeGreedy(model, opts) {
 
 async function modeTokenize(model, opts) {
   let texts;
-  if (opts["texts-file"]) texts = readJson(opts["texts-file"]);
+  if (Array.isArray(opts.texts)) texts = opts.texts;
+  else if (opts["texts-file"]) texts = readJson(opts["texts-file"]);
   else if (opts.text !== undefined) texts = [opts.text];
   else die("tokenize needs --text or --texts-file");
   const ids = texts.map((t) => withBos(model, model.tokenize(t, !!opts.special), opts.bos));
@@ -181,6 +195,7 @@ async function modePerplexity(model, opts) {
   const nCtx = Number(opts.ctx ?? 512);
   const t0 = performance.now();
   let tokens = tokensOpt(opts);
+  if (tokens) checkIds(model, tokens);
   if (!tokens) {
     if (!opts["text-file"]) die("perplexity needs --text-file or --tokens-file");
     const text = fs.readFileSync(opts["text-file"], "utf8");
@@ -236,24 +251,61 @@ async function modeInfo(model) {
   };
 }
 
+const MODES = { info: modeInfo, logits: modeLogits, greedy: modeGreedy, tokenize: modeTokenize,
+  perplexity: modePerplexity };
+
+// Runs one job on a loaded model; frees the contexts it made.
+async function runJob(model, mode, opts) {
+  const t0 = performance.now();
+  try {
+    const result = await MODES[mode](model, opts);
+    result.timing_ms = { ...(result.timing_ms ?? {}), run: msSince(t0) };
+    return result;
+  } finally {
+    while (openContexts.length) await openContexts.pop().dispose();
+  }
+}
+
+// batch: --jobs FILE.json, a list of {mode, model, ...options}; options as on
+// the command line (without "--"), arrays allowed for tokens/prompts/texts.
+// One process, the llama.cpp backend loaded once, each model loaded once.
+async function runBatch(llama, opts) {
+  const jobs = readJson(opts.jobs ?? die("batch needs --jobs FILE.json"));
+  const models = new Map();
+  const results = [];
+  for (const job of jobs) {
+    if (!MODES[job.mode]) die(`batch: unknown mode ${job.mode}`);
+    const file = path.resolve(job.model ?? die("batch: job without model"));
+    if (!models.has(file)) models.set(file, await llama.loadModel({ modelPath: file, gpuLayers: 0 }));
+    results.push(await runJob(models.get(file), job.mode, { threads: opts.threads, ...job }));
+  }
+  for (const m of models.values()) await m.dispose();
+  return { results };
+}
+
 async function main() {
   const { mode, opts } = parseArgs(process.argv.slice(2));
-  const modes = { info: modeInfo, logits: modeLogits, greedy: modeGreedy, tokenize: modeTokenize,
-    perplexity: modePerplexity };
-  if (!modes[mode]) die(`usage: llama_ref.mjs {${Object.keys(modes).join("|")}} --model FILE [options]`);
-  if (!opts.model) die("--model is required");
+  if (!MODES[mode] && mode !== "batch") {
+    die(`usage: llama_ref.mjs {${Object.keys(MODES).join("|")}|batch} --model FILE [options]`);
+  }
+  if (mode !== "batch" && !opts.model) die("--model is required");
   process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD ??= "true";
   const t0 = performance.now();
   const { getLlama, LlamaLogLevel } = await importNodeLlamaCpp();
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error,
-    maxThreads: Number(opts.threads ?? 2) });
-  const model = await llama.loadModel({ modelPath: path.resolve(opts.model), gpuLayers: 0 });
-  const loadMs = msSince(t0);
-  const t1 = performance.now();
-  const result = await modes[mode](model, opts);
-  result.timing_ms = { load: loadMs, run: msSince(t1) };
+    maxThreads: Number(opts.threads ?? 1) });
+  let result;
+  if (mode === "batch") {
+    result = await runBatch(llama, opts);
+    result.timing_ms = { total: msSince(t0) };
+  } else {
+    const model = await llama.loadModel({ modelPath: path.resolve(opts.model), gpuLayers: 0 });
+    const loadMs = msSince(t0);
+    result = await runJob(model, mode, opts);
+    result.timing_ms.load = loadMs;
+    await model.dispose();
+  }
   process.stdout.write(JSON.stringify(result) + "\n");
-  await model.dispose();
   await llama.dispose();
 }
 

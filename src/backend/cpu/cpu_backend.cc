@@ -17,6 +17,7 @@ constexpr size_t kMatMulGrain = 16;
 
 class CpuBackend final : public Backend {
  public:
+  std::string KernelIsa() const override { return table_.isa; }
   CpuBackend(ThreadPool* pool, const kernels::KernelTable& table) : pool_(pool), table_(table) {}
 
   Status CheckWeightType(DType dtype) const override {
@@ -52,6 +53,18 @@ class CpuBackend final : public Backend {
         k.quantize_dot(x + t * w.cols, act + t * *act_row_bytes, w.cols);
       }
     });
+    if (k.gemm != nullptr && n_tokens > 1) {
+      // Tiled kernel: bit-identical to vec_dot per (row, token) by the table's contract.
+      ParallelFor(pool_, 0, static_cast<size_t>(w.rows), kMatMulGrain, [&](size_t r0, size_t r1) {
+        k.gemm(w.data, w.row_bytes, act, *act_row_bytes, n_tokens, w.cols, out, w.rows,
+               static_cast<int64_t>(r0), static_cast<int64_t>(r1));
+        if (bias == nullptr) return;
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          for (size_t r = r0; r < r1; ++r) out[t * w.rows + r] += bias[r];
+        }
+      });
+      return;
+    }
     ParallelFor(pool_, 0, static_cast<size_t>(w.rows), kMatMulGrain, [&](size_t r0, size_t r1) {
       for (int64_t t = 0; t < n_tokens; ++t) {
         const uint8_t* a = act + t * *act_row_bytes;

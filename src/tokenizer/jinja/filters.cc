@@ -190,6 +190,7 @@ StatusOr<Value> FInt(Interpreter&, const Value& v, CallArgs& a) {
   P p;
   KILN_RETURN_IF_ERROR(BindArgs("int", a, {"default", "base"}, &p));
   Value dflt = Given(p[0]) ? p[0] : Value::Int(0);
+  if (v.IsUndefined()) return UndefinedErr(v);  // Undefined.__int__ raises
   if (v.IsInt() || v.IsBool()) return Value::Int(v.AsInt());
   if (v.IsFloat()) {
     double d = v.AsDouble();
@@ -211,6 +212,7 @@ StatusOr<Value> FFloat(Interpreter&, const Value& v, CallArgs& a) {
   P p;
   KILN_RETURN_IF_ERROR(BindArgs("float", a, {"default"}, &p));
   Value dflt = Given(p[0]) ? p[0] : Value::Float(0.0);
+  if (v.IsUndefined()) return UndefinedErr(v);  // Undefined.__float__ raises
   if (v.IsNumber()) return Value::Float(v.AsDouble());
   double d;
   if (v.IsString() && ParsePyFloat(v.AsString(), &d)) return Value::Float(d);
@@ -316,6 +318,9 @@ StatusOr<Value> FUnique(Interpreter& in, const Value& v, CallArgs& a) {
   ValueList out;
   for (const Value& item : items) {
     KILN_ASSIGN_OR_RETURN(Value k, ItemKey(in, item, p[1], p[0].Truthy()));
+    if (k.IsList() || k.IsDict() || k.IsNamespace()) {
+      return InvalidArgument("TypeError: unhashable type: '%s'", k.TypeName());
+    }
     if (seen.insert(KeyString(k)).second) out.push_back(item);
   }
   return Value::List(std::move(out));
@@ -390,7 +395,12 @@ StatusOr<Value> FIndent(Interpreter& in, const Value& v, CallArgs& a) {
   std::string ind;
   if (p[0].IsString()) ind = p[0].AsString();
   else ind = std::string(Given(p[0]) ? std::max<int64_t>(0, std::min<int64_t>(p[0].AsInt(), 4096)) : 4, ' ');
-  std::vector<std::string> lines = PySplitLines(SoftStr(v) + "\n");
+  // jinja2 appends "\n" to the value itself, so only strings are accepted.
+  if (v.IsUndefined()) return UndefinedErr(v);
+  if (!v.IsString()) {
+    return InvalidArgument("TypeError: unsupported operand type(s) for +=: '%s' and 'str'", v.TypeName());
+  }
+  std::vector<std::string> lines = PySplitLines(v.AsString() + "\n");
   std::string rv;
   if (p[2].Truthy()) {
     for (size_t i = 0; i < lines.size(); ++i) {
@@ -484,6 +494,7 @@ StatusOr<Value> FToJson(Interpreter& in, const Value& v, CallArgs& a) {
 
 // select / reject / selectattr / rejectattr.
 StatusOr<Value> SelectImpl(Interpreter& in, const Value& v, CallArgs& a, bool want, bool by_attr) {
+  if (!v.Truthy()) return Value::List({});  // jinja2: `if value:` before iterating
   KILN_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
   size_t next = 0;
   Value attr;
@@ -519,6 +530,7 @@ StatusOr<Value> FSelectAttr(Interpreter& in, const Value& v, CallArgs& a) { retu
 StatusOr<Value> FRejectAttr(Interpreter& in, const Value& v, CallArgs& a) { return SelectImpl(in, v, a, false, true); }
 
 StatusOr<Value> FMap(Interpreter& in, const Value& v, CallArgs& a) {
+  if (!v.Truthy()) return Value::List({});  // jinja2: `if value:` before iterating
   KILN_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
   Value attribute, dflt;
   for (const auto& [k, x] : a.kwargs) {
@@ -651,27 +663,36 @@ StatusOr<bool> CallTest(Interpreter& in, const std::string& name, const Value& v
   if (name == "false") return v.IsBool() && !v.AsBool();
   if (name == "mapping") return v.IsDict();
   if (name == "iterable") return v.IsString() || v.IsSequence() || v.IsDict() || v.IsUndefined();
-  if (name == "sequence") return v.IsString() || v.IsSequence() || v.IsDict();
-  if (name == "callable") return v.IsCallable();
+  if (name == "sequence") return v.IsString() || v.IsSequence() || v.IsDict() || v.IsUndefined();
+  if (name == "callable") return v.IsCallable() || v.IsUndefined();  // Undefined has __call__
   if (name == "escaped") return false;
   if (name == "lower" || name == "upper") {
     std::string s = SoftStr(v);
     bool any = false;
-    for (char c : s) {
-      if (!isalpha(static_cast<unsigned char>(c))) continue;
+    for (char32_t c : DecodeUtf8(s)) {
+      if (!IsCasedCp(c)) continue;
       any = true;
-      if ((islower(static_cast<unsigned char>(c)) != 0) != (name == "lower")) return false;
+      if ((ToUpperCp(c) != c) != (name == "lower")) return false;
     }
     return any;
   }
   if (name == "filter") return HasFilter(SoftStr(v));
   if (name == "test") return HasTest(SoftStr(v));
   if (name == "even" || name == "odd") {
-    if (v.IsFloat()) return (std::fmod(v.AsDouble(), 2.0) == 0) == (name == "even");
+    if (v.IsFloat()) {  // value % 2 == 0 (even) / == 1 (odd), with Python's float modulo
+      KILN_ASSIGN_OR_RETURN(Value m, BinaryOp(in, "%", v, Value::Int(2)));
+      return m.AsDouble() == (name == "even" ? 0.0 : 1.0);
+    }
     KILN_ASSIGN_OR_RETURN(int64_t i, IntOperand(v));
     return ((i % 2) == 0) == (name == "even");
   }
   if (name == "divisibleby") {
+    if (v.IsFloat() || o.IsFloat()) {
+      if (v.IsUndefined()) return UndefinedErr(v);
+      if (o.IsUndefined()) return UndefinedErr(o);
+      KILN_ASSIGN_OR_RETURN(Value m, BinaryOp(in, "%", v, o));
+      return m.AsDouble() == 0;
+    }
     KILN_ASSIGN_OR_RETURN(int64_t a, IntOperand(v));
     KILN_ASSIGN_OR_RETURN(int64_t b, IntOperand(o));
     if (b == 0) return InvalidArgument("ZeroDivisionError: integer division or modulo by zero");

@@ -191,7 +191,6 @@ Status Interpreter::ExecFor(const Stmt& s, const std::shared_ptr<Frame>& frame, 
     items = std::move(kept);
   }
   const int64_t n = static_cast<int64_t>(items.size());
-  auto shared_items = std::make_shared<ValueList>(items);
   for (int64_t i = 0; i < n; ++i) {
     KILN_RETURN_IF_ERROR(CountIterations(1));
     auto f = std::make_shared<Frame>();

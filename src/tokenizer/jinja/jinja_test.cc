@@ -198,7 +198,7 @@ TEST(JinjaTest, FuzzTruncatedAndMutatedSources) {
   o.limits.max_loop_iterations = 20000;
   o.limits.max_output_bytes = 1 << 20;
   int n_ok = 0, n_err = 0;
-  for (int iter = 0; iter < 600; ++iter) {
+  for (int iter = 0; iter < 400; ++iter) {
     std::string src = seeds[iter % seeds.size()];
     if (iter % 3 == 0) {
       src.resize(rng() % (src.size() + 1));

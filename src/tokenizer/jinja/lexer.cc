@@ -191,6 +191,7 @@ class Lexer {
     if (q == std::string::npos) return ErrorAt(tag_pos, "missing end of comment tag");
     size_t end;
     if (q > body && src_[q - 1] == '-') end = SkipSpaces(src_, q + 2);
+    else if (q > body && src_[q - 1] == '+') end = q + 2;  // `+#}` keeps the newline
     else end = q + 2 + (q + 2 < src_.size() && src_[q + 2] == '\n');
     pos_ = end;
     line_starting_ = src_[end - 1] == '\n';

@@ -105,14 +105,20 @@ std::vector<std::string> PySplitLines(const std::string& s) {
 }
 
 std::string PyUpper(const std::string& s) {
-  std::string out = s;
-  for (char& c : out) c = static_cast<char>(ToUpperCp(static_cast<unsigned char>(c)));
+  std::string out;
+  for (char32_t c : DecodeUtf8(s)) {
+    if (c == 0xDF) {
+      out += "SS";  // the one common multi-character mapping
+      continue;
+    }
+    AppendUtf8(ToUpperCp(c), &out);
+  }
   return out;
 }
 
 std::string PyLower(const std::string& s) {
-  std::string out = s;
-  for (char& c : out) c = static_cast<char>(ToLowerCp(static_cast<unsigned char>(c)));
+  std::string out;
+  for (char32_t c : DecodeUtf8(s)) AppendUtf8(ToLowerCp(c), &out);
   return out;
 }
 
@@ -122,7 +128,7 @@ std::string PyCapitalize(const std::string& s) {
   return EncodeUtf8(cps);
 }
 
-static bool IsCased(char32_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static bool IsCased(char32_t c) { return IsCasedCp(c); }
 
 std::string PyTitle(const std::string& s) {
   std::u32string cps = DecodeUtf8(s);
@@ -343,7 +349,7 @@ StatusOr<Value> StrMethod(Interpreter& in, const std::string& name, const Value&
     for (char32_t c : DecodeUtf8(s)) {
       if (!IsCased(c)) continue;
       any = true;
-      if ((c >= 'a' && c <= 'z') != lower) return Value::Bool(false);
+      if ((ToUpperCp(c) != c) != lower) return Value::Bool(false);
     }
     return Value::Bool(any);
   }

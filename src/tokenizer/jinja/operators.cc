@@ -1,5 +1,7 @@
 // Python operator semantics (+ - * / // % ** ~, unary -, iteration, `in`) and globals.
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 
 #include "tokenizer/jinja/builtins_internal.h"
@@ -107,6 +109,88 @@ StatusOr<Value> Repeat(Interpreter& in, const Value& seq, int64_t times) {
   return seq.IsTuple() ? Value::Tuple(std::move(out)) : Value::List(std::move(out));
 }
 
+// Python `fmt % args` for the conversions templates use: %s %r %d %i %f %x %% with optional
+// (name), flags "-0 +", width and precision.
+StatusOr<Value> PercentFormat(Interpreter& in, const std::string& fmt, const Value& args) {
+  ValueList positional;
+  bool mapping_like = false;  // dict/list args: unused arguments are not an error in Python
+  if (args.IsTuple()) {
+    positional = args.AsList();
+  } else {
+    positional.push_back(args);
+    // Python skips the "not all arguments converted" check for objects with __getitem__.
+    mapping_like = args.IsDict() || args.IsList() || args.IsUndefined();
+  }
+  size_t next = 0;
+  std::string out;
+  for (size_t i = 0; i < fmt.size(); ++i) {
+    if (fmt[i] != '%') {
+      out += fmt[i];
+      continue;
+    }
+    if (++i >= fmt.size()) return InvalidArgument("ValueError: incomplete format");
+    const Value* arg = nullptr;
+    if (fmt[i] == '(') {
+      size_t close = fmt.find(')', i);
+      if (close == std::string::npos) return InvalidArgument("ValueError: incomplete format key");
+      if (!args.IsDict()) return InvalidArgument("TypeError: format requires a mapping");
+      arg = args.AsDict().Find(Value::String(fmt.substr(i + 1, close - i - 1)));
+      if (!arg) return InvalidArgument("KeyError: '%s'", fmt.substr(i + 1, close - i - 1).c_str());
+      i = close + 1;
+      mapping_like = true;
+    }
+    std::string spec = "%";
+    while (i < fmt.size() && std::strchr("-+ 0#", fmt[i])) spec += fmt[i++];
+    while (i < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[i]))) spec += fmt[i++];
+    if (i < fmt.size() && fmt[i] == '.') {
+      spec += fmt[i++];
+      while (i < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[i]))) spec += fmt[i++];
+    }
+    if (i >= fmt.size()) return InvalidArgument("ValueError: incomplete format");
+    char conv = fmt[i];
+    if (conv == '%') {
+      out += '%';
+      continue;
+    }
+    if (!arg) {
+      if (next >= positional.size()) return InvalidArgument("TypeError: not enough arguments for format string");
+      arg = &positional[next++];
+    }
+    if (spec.size() > 12) return InvalidArgument("format spec too long");
+    char buf[512];
+    if (conv == 's' || conv == 'r') {
+      std::string text = conv == 's' ? arg->Str() : arg->Repr();
+      std::string sspec = spec + "s";
+      if (spec == "%") {
+        out += text;
+      } else {
+        std::snprintf(buf, sizeof(buf), sspec.c_str(), text.c_str());
+        out += buf;
+      }
+    } else if (conv == 'd' || conv == 'i' || conv == 'x' || conv == 'X' || conv == 'o') {
+      if (!arg->IsNumber()) {
+        return InvalidArgument("TypeError: %%%c format: a real number is required, not %s", conv, arg->TypeName());
+      }
+      int64_t v = arg->IsFloat() ? static_cast<int64_t>(arg->AsDouble()) : arg->AsInt();
+      std::string ispec = spec + "ll" + (conv == 'i' ? 'd' : conv);
+      std::snprintf(buf, sizeof(buf), ispec.c_str(), static_cast<long long>(v));
+      out += buf;
+    } else if (conv == 'f' || conv == 'F' || conv == 'e' || conv == 'g') {
+      if (!arg->IsNumber()) return InvalidArgument("TypeError: must be real number, not %s", arg->TypeName());
+      std::string fspec = spec + conv;
+      std::snprintf(buf, sizeof(buf), fspec.c_str(), arg->AsDouble());
+      out += buf;
+    } else {
+      return InvalidArgument("ValueError: unsupported format character '%c'", conv);
+    }
+    KILN_RETURN_IF_ERROR(in.CheckSize(out.size()));
+  }
+  if (next < positional.size() && !mapping_like) {
+    return InvalidArgument("TypeError: not all arguments converted during string formatting");
+  }
+  return Value::String(std::move(out));
+}
+
 }  // namespace
 
 Status UndefinedErr(const Value& v) {
@@ -120,6 +204,7 @@ StatusOr<Value> BinaryOp(Interpreter& in, const std::string& op, const Value& a,
     KILN_RETURN_IF_ERROR(in.CheckSize(s.size()));
     return Value::String(std::move(s));
   }
+  if (op == "%" && a.IsString()) return PercentFormat(in, a.AsString(), b);
   if (a.IsUndefined()) return UndefinedErr(a);
   if (b.IsUndefined()) return UndefinedErr(b);
   if (a.IsNumber() && b.IsNumber()) {
@@ -146,9 +231,7 @@ StatusOr<Value> BinaryOp(Interpreter& in, const std::string& op, const Value& a,
     if ((a.IsString() || a.IsSequence()) && (b.IsInt() || b.IsBool())) return Repeat(in, a, b.AsInt());
     if ((b.IsString() || b.IsSequence()) && (a.IsInt() || a.IsBool())) return Repeat(in, b, a.AsInt());
   }
-  if (op == "%" && a.IsString()) {
-    return InvalidArgument("printf-style string formatting with '%%' is not supported");
-  }
+  if (op == "%" && a.IsString()) return PercentFormat(in, a.AsString(), b);
   return TypeErr(op.c_str(), a, b);
 }
 

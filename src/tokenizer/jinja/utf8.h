@@ -19,8 +19,10 @@ bool IsPySpace(uint32_t cp);
 // Python str.isalnum()-ish for \w: letters, digits, underscore (ASCII exact, non-ASCII ≥ 0x80
 // letters approximated as word characters except spaces/punctuation ranges).
 bool IsPyWordChar(uint32_t cp);
-// ASCII-only case mapping (non-ASCII code points unchanged).
+// Simple case mapping for Latin, Greek, Cyrillic (other scripts unchanged).
 uint32_t ToUpperCp(uint32_t cp);
 uint32_t ToLowerCp(uint32_t cp);
+// Has a case (a letter that upper()/lower() changes).
+bool IsCasedCp(uint32_t cp);
 
 }  // namespace kiln::jinja

@@ -3,8 +3,9 @@
 // MODEL is a .gguf file, a tokenizer.json, or a folder holding one. One request per stdin line:
 //   {"op":"encode","text":"…","add_special":false,"parse_special":false} → {"ids":[…]}
 //   {"op":"decode","ids":[…],"skip_special":false}                       → {"text":"…"}
-//   {"op":"stream","ids":[…],"stop":["…"],"skip_special":true}           → {"deltas":[…],"stopped":b}
-//   {"op":"bench","text":"…","iters":N}                                  → {"seconds":s,"n_tokens":n}
+//   {"op":"stream","ids":[…],"stop":["…"],"skip_special":true}
+//        → {"deltas":[…],"stopped":b,"valid_utf8":b}
+//   {"op":"bench","text":"…","iters":N}  (or "lines":[…])                → {"seconds":s,"n_tokens":n}
 //   {"op":"info"}                                                        → ids and flags
 // Errors are reported as {"error":"…"} on the same line; the driver keeps going.
 #include <chrono>
@@ -16,6 +17,7 @@
 #include "io/tensor_source.h"
 #include "tokenizer/detokenizer.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 using kiln::tokenizer::Tokenizer;
 using nlohmann::json;
@@ -36,14 +38,19 @@ json Handle(const Tokenizer& tok, std::shared_ptr<const Tokenizer> shared, const
     std::string text = req.value("text", "");
     kiln::tokenizer::EncodeOptions opts{req.value("add_special", false),
                                         req.value("parse_special", false)};
-    if (op == "bench") {
+    if (op == "bench") {  // "lines": encode each line separately instead of "text"
+      std::vector<std::string> lines = req.value("lines", std::vector<std::string>{});
+      if (lines.empty()) lines.push_back(text);
       int iters = req.value("iters", 1);
       size_t n_tokens = 0;
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < iters; ++i) {
-        auto ids = tok.Encode(text, opts);
-        if (!ids.ok()) return {{"error", ids.status().ToString()}};
-        n_tokens = ids->size();
+        n_tokens = 0;
+        for (const std::string& line : lines) {
+          auto ids = tok.Encode(line, opts);
+          if (!ids.ok()) return {{"error", ids.status().ToString()}};
+          n_tokens += ids->size();
+        }
       }
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       return {{"seconds", s}, {"n_tokens", n_tokens}};
@@ -61,9 +68,14 @@ json Handle(const Tokenizer& tok, std::shared_ptr<const Tokenizer> shared, const
     kiln::tokenizer::Detokenizer detok(shared, req.value("stop", std::vector<std::string>{}),
                                        req.value("skip_special", true));
     json deltas = json::array();
-    for (int32_t id : ids) deltas.push_back(detok.Push(id));
-    deltas.push_back(detok.Finish());
-    return {{"deltas", deltas}, {"stopped", detok.stopped()}};
+    bool valid = true;
+    auto add = [&](std::string d) {
+      valid = valid && kiln::tokenizer::IsValidUtf8(d);
+      deltas.push_back(std::move(d));
+    };
+    for (int32_t id : ids) add(detok.Push(id));
+    add(detok.Finish());
+    return {{"deltas", deltas}, {"stopped", detok.stopped()}, {"valid_utf8", valid}};
   }
   if (op == "info") {
     return {{"n_vocab", tok.n_vocab()}, {"bos", tok.bos_id()}, {"eos", tok.eos_id()},

@@ -37,7 +37,7 @@ struct FloatKernel256 {
   static constexpr int64_t kTailUnitABytes = kElemBytes;
   using W = F32x16;
   using Acc = Acc4;
-  static void Load(const uint8_t* p, W& w) {
+  KILN_X86_INLINE static void Load(const uint8_t* p, W& w) {
     w.v[0] = Load8(p);
     w.v[1] = Load8(p + 8 * kElemBytes);
   }
@@ -45,7 +45,7 @@ struct FloatKernel256 {
     for (auto& pair : a.v) pair[0] = pair[1] = _mm256_setzero_ps();
   }
   template <int kParity>
-  static void Add(const W& w, const uint8_t* a, Acc& acc) {
+  KILN_X86_INLINE static void Add(const W& w, const uint8_t* a, Acc& acc) {
     acc.v[kParity][0] = _mm256_fmadd_ps(w.v[0], Load8(a), acc.v[kParity][0]);
     acc.v[kParity][1] = _mm256_fmadd_ps(w.v[1], Load8(a + 8 * kElemBytes), acc.v[kParity][1]);
   }

@@ -22,10 +22,10 @@ struct Acc2 {
 inline void InitAcc(Acc2& a) { a.v[0] = a.v[1] = _mm256_setzero_ps(); }
 inline float FinishAcc(const Acc2& a) { return HSum(_mm256_add_ps(a.v[0], a.v[1])); }
 
-// Acc2 plus a scalar sum of the min terms (m_w * s_a) of the *_1 types, kept in block order.
+// Acc2 plus the sum of the min terms (m_w * s_a) of the *_1 types, kept in block order.
 struct Acc2M {
   __m256 v[2];
-  float m;
+  __m128 m;  // lane 1: sum of m_w * s_a in block order
 };
 
 // acc += d * (float)sumi
@@ -39,10 +39,22 @@ inline __m256i DotS8S8(__m256i abs_x, __m256i x, __m256i y) {
   return Ops::DotU8S8(_mm256_setzero_si256(), abs_x, _mm256_sign_epi8(y, x));
 }
 
+// The f16 at p, converted and broadcast to 8 lanes (exact, no scalar round trip).
+inline __m256 BroadcastHalf(const uint8_t* p) {
+  return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(LoadU16(p))));
+}
+
+// The two adjacent f16 at p (d then m, or d then s) → lanes 0 and 1.
+inline __m128 HalfPairAt(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(v)));
+}
+
 // Weight blocks with signed quants (Q4_0, Q5_0, Q8_0) against Q8_0 activations.
 struct SignedW {
   __m256i x, abs_x;
-  float d;
+  __m256 d;  // broadcast
 };
 
 template <class Ops, class Decode>
@@ -53,17 +65,18 @@ struct SignedQ8_0Kernel {
   static constexpr bool kPadTail = false;
   using W = SignedW;
   using Acc = Acc2;
-  static void Load(const uint8_t* p, W& w) {
+  KILN_X86_INLINE static void Load(const uint8_t* p, W& w) {
     w.x = Decode::Quants(p);
     w.abs_x = _mm256_abs_epi8(w.x);
-    w.d = HalfToFloat(p);
+    w.d = BroadcastHalf(p);
   }
   static void Init(Acc& a) { InitAcc(a); }
   template <int kParity>
-  static void Add(const W& w, const uint8_t* a, Acc& acc) {
+  KILN_X86_INLINE static void Add(const W& w, const uint8_t* a, Acc& acc) {
     const __m256i y = LoadU256(a + offsetof(BlockQ8_0, qs));
     const __m256i sumi = DotS8S8<Ops>(w.abs_x, w.x, y);
-    acc.v[kParity] = ScaleAdd(acc.v[kParity], w.d * HalfToFloat(a), sumi);
+    const __m256 scale = _mm256_mul_ps(w.d, BroadcastHalf(a));
+    acc.v[kParity] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sumi), acc.v[kParity]);
   }
   static float Finish(const Acc& a) { return FinishAcc(a); }
 };
@@ -97,10 +110,11 @@ struct DecodeQ8_0 {
 };
 
 // Weight blocks with unsigned quants and a min (Q4_1, Q5_1) against Q8_1 activations:
-// block = d_w * d_a * sum(q * y) + m_w * s_a.
+// block = d_w * d_a * sum(q * y) + m_w * s_a. Both products come from one multiply of the
+// (d, m) and (d, s) pairs, which sit next to each other in both block layouts.
 struct UnsignedW {
   __m256i q;
-  float d, m;
+  __m128 dm;  // lanes 0, 1: d_w, m_w
 };
 
 template <class Ops, class Decode>
@@ -111,23 +125,27 @@ struct MinQ8_1Kernel {
   static constexpr bool kPadTail = false;
   using W = UnsignedW;
   using Acc = Acc2M;
-  static void Load(const uint8_t* p, W& w) {
+  KILN_X86_INLINE static void Load(const uint8_t* p, W& w) {
     w.q = Decode::Quants(p);
-    w.d = HalfToFloat(p);
-    w.m = HalfToFloat(p + 2);  // m follows d in both Q4_1 and Q5_1
+    w.dm = HalfPairAt(p);  // m follows d in both Q4_1 and Q5_1
   }
   static void Init(Acc& a) {
     a.v[0] = a.v[1] = _mm256_setzero_ps();
-    a.m = 0.0f;
+    a.m = _mm_setzero_ps();
   }
   template <int kParity>
-  static void Add(const W& w, const uint8_t* a, Acc& acc) {
+  KILN_X86_INLINE static void Add(const W& w, const uint8_t* a, Acc& acc) {
+    static_assert(offsetof(BlockQ8_1, s) == offsetof(BlockQ8_1, d) + 2);
     const __m256i y = LoadU256(a + offsetof(BlockQ8_1, qs));
     const __m256i sumi = Ops::DotU8S8(_mm256_setzero_si256(), w.q, y);
-    acc.v[kParity] = ScaleAdd(acc.v[kParity], w.d * HalfToFloat(a), sumi);
-    acc.m += w.m * HalfToFloat(a + offsetof(BlockQ8_1, s));
+    const __m128 prod = _mm_mul_ps(w.dm, HalfPairAt(a));  // d_w*d_a, m_w*s_a
+    acc.v[kParity] = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), _mm256_cvtepi32_ps(sumi),
+                                     acc.v[kParity]);
+    acc.m = _mm_add_ps(acc.m, prod);
   }
-  static float Finish(const Acc& a) { return HSum(_mm256_add_ps(a.v[0], a.v[1])) + a.m; }
+  static float Finish(const Acc& a) {
+    return HSum(_mm256_add_ps(a.v[0], a.v[1])) + _mm_cvtss_f32(_mm_movehdup_ps(a.m));
+  }
 };
 
 struct DecodeQ4_1 {
@@ -148,7 +166,7 @@ struct DecodeQ5_1 {
 // ── K quants against Q8_K ────────────────────────────────────────────────────────────────
 
 // Q4_K/Q5_K 6-bit scales and mins → sc[0..7], m[0..7] (layout in quant_blocks.h).
-inline void DecodeScalesMins(const uint8_t* s, uint8_t* sc, uint8_t* m) {
+KILN_X86_INLINE void DecodeScalesMins(const uint8_t* s, uint8_t* sc, uint8_t* m) {
   for (int j = 0; j < 4; ++j) {
     sc[j] = s[j] & 63;
     m[j] = s[j + 4] & 63;
@@ -164,7 +182,10 @@ struct KW {
   float d, dmin;
 };
 
-inline void LoadKW(const uint8_t* p, KW& w) {
+// Q4_K and Q5_K share the head of the block (d, dmin, scales).
+static_assert(offsetof(BlockQ5_K, scales) == offsetof(BlockQ4_K, scales) &&
+              offsetof(BlockQ5_K, dmin) == offsetof(BlockQ4_K, dmin));
+KILN_X86_INLINE void LoadKW(const uint8_t* p, KW& w) {
   uint8_t sc[8], m[8];
   DecodeScalesMins(p + offsetof(BlockQ4_K, scales), sc, m);
   for (int j = 0; j < 8; ++j) w.sc[j] = sc[j];
@@ -180,7 +201,7 @@ struct Acc1 {
 };
 
 // acc += d_w*d_a * sumi - dmin_w*d_a * (mins · bsums)
-inline void FinishKBlock(const KW& w, const uint8_t* a, __m256i sumi, Acc1& acc) {
+KILN_X86_INLINE void FinishKBlock(const KW& w, const uint8_t* a, __m256i sumi, Acc1& acc) {
   const float da = LoadF32(a + offsetof(BlockQ8_K, d));
   const __m256i bsums = LoadU256(a + offsetof(BlockQ8_K, bsums));
   const __m256i mins = _mm256_madd_epi16(bsums, w.mins16);
@@ -196,10 +217,10 @@ struct Q4_KKernel {
   static constexpr bool kPadTail = false;
   using W = KW;
   using Acc = Acc1;
-  static void Load(const uint8_t* p, W& w) { LoadKW(p, w); }
+  KILN_X86_INLINE static void Load(const uint8_t* p, W& w) { LoadKW(p, w); }
   static void Init(Acc& a) { a.v = _mm256_setzero_ps(); }
   template <int kParity>
-  static void Add(const W& w, const uint8_t* a, Acc& acc) {
+  KILN_X86_INLINE static void Add(const W& w, const uint8_t* a, Acc& acc) {
     const uint8_t* qs = w.p + offsetof(BlockQ4_K, qs);
     const uint8_t* y = a + offsetof(BlockQ8_K, qs);
     const __m256i nib = _mm256_set1_epi8(0x0F);
@@ -225,10 +246,10 @@ struct Q5_KKernel {
   static constexpr bool kPadTail = false;
   using W = KW;
   using Acc = Acc1;
-  static void Load(const uint8_t* p, W& w) { LoadKW(p, w); }
+  KILN_X86_INLINE static void Load(const uint8_t* p, W& w) { LoadKW(p, w); }
   static void Init(Acc& a) { a.v = _mm256_setzero_ps(); }
   template <int kParity>
-  static void Add(const W& w, const uint8_t* a, Acc& acc) {
+  KILN_X86_INLINE static void Add(const W& w, const uint8_t* a, Acc& acc) {
     const uint8_t* qs = w.p + offsetof(BlockQ5_K, qs);
     const __m256i qh = LoadU256(w.p + offsetof(BlockQ5_K, qh));
     const uint8_t* y = a + offsetof(BlockQ8_K, qs);
@@ -268,7 +289,7 @@ struct Q6_KKernel {
   static constexpr bool kPadTail = false;
   using W = Q6W;
   using Acc = Acc1;
-  static void Load(const uint8_t* p, W& w) {
+  KILN_X86_INLINE static void Load(const uint8_t* p, W& w) {
     const int8_t* sc = reinterpret_cast<const int8_t*>(p + offsetof(BlockQ6_K, scales));
     w.sc16 = _mm256_cvtepi8_epi16(LoadU128(sc));
     for (int i = 0; i < 8; ++i) {
@@ -279,7 +300,7 @@ struct Q6_KKernel {
   }
   static void Init(Acc& a) { a.v = _mm256_setzero_ps(); }
   template <int kParity>
-  static void Add(const W& w, const uint8_t* a, Acc& acc) {
+  KILN_X86_INLINE static void Add(const W& w, const uint8_t* a, Acc& acc) {
     const uint8_t* y = a + offsetof(BlockQ8_K, qs);
     const __m256i nib = _mm256_set1_epi8(0x0F);
     const __m256i hmask = _mm256_set1_epi8(0x30);

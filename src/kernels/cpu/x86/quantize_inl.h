@@ -106,7 +106,7 @@ void QuantizeQ8_K(const float* x, void* vy, int64_t n) {
 }
 
 void CopyF32(const float* x, void* y, int64_t n) {
-  std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
+  if (n > 0) std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
 }
 
 // Scalar twins of the vector conversions, for tails and NaN lanes; bit-for-bit the
@@ -125,22 +125,25 @@ inline uint16_t FloatToBf16Scalar(float f) {
   return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
+// y may be at any byte address: element stores go through memcpy.
+inline void StoreU16(uint8_t* y, int64_t i, uint16_t v) { std::memcpy(y + 2 * i, &v, sizeof(v)); }
+
 void QuantizeF16(const float* x, void* vy, int64_t n) {
-  uint16_t* y = static_cast<uint16_t*>(vy);
+  uint8_t* y = static_cast<uint8_t*>(vy);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(x + i);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 2 * i),
                      _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
-      for (int j = 0; j < 8; ++j) y[i + j] = FloatToHalfScalar(x[i + j]);
+      for (int j = 0; j < 8; ++j) StoreU16(y, i + j, FloatToHalfScalar(x[i + j]));
     }
   }
-  for (; i < n; ++i) y[i] = FloatToHalfScalar(x[i]);
+  for (; i < n; ++i) StoreU16(y, i, FloatToHalfScalar(x[i]));
 }
 
 void QuantizeBF16(const float* x, void* vy, int64_t n) {
-  uint16_t* y = static_cast<uint16_t*>(vy);
+  uint8_t* y = static_cast<uint8_t*>(vy);
   const __m256i round_bias = _mm256_set1_epi32(0x7FFF);
   const __m256i one = _mm256_set1_epi32(1);
   int64_t i = 0;
@@ -156,12 +159,12 @@ void QuantizeBF16(const float* x, void* vy, int64_t n) {
     }
     // packus works per 128-bit lane; permute restores element order.
     const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xD8);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), packed);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 2 * i), packed);
     if (has_nan) {
-      for (int j = 0; j < 16; ++j) y[i + j] = FloatToBf16Scalar(x[i + j]);
+      for (int j = 0; j < 16; ++j) StoreU16(y, i + j, FloatToBf16Scalar(x[i + j]));
     }
   }
-  for (; i < n; ++i) y[i] = FloatToBf16Scalar(x[i]);
+  for (; i < n; ++i) StoreU16(y, i, FloatToBf16Scalar(x[i]));
 }
 
 }  // namespace

@@ -8,10 +8,10 @@
 //   template <int kParity> static void Add(const W&, const uint8_t* a_block, Acc&)
 //                                               kParity = block index & 1 (two chains)
 //   static float Finish(const Acc&)
-// Kernels whose block spans several units (float kernels: 16-32 elements; the AVX-512 legacy
-// kernels: two 32-element blocks) set kPadTail and kTailUnitElems / kTailUnitWBytes /
-// kTailUnitABytes: a partial last block is copied into zero-filled buffers and added like a
-// full one (zero elements, or zero-scale blocks, add exactly zero).
+// Kernels whose block spans several storage units (the float kernels: 16 or 32 elements of
+// one element each) set kPadTail and kTailUnitElems / kTailUnitWBytes / kTailUnitABytes: a
+// partial last block is copied into zero-filled buffers and added like a full one (zero
+// elements add exactly zero).
 // See common_inl.h for why this is an anonymous namespace in a header.
 #pragma once
 

@@ -1,0 +1,137 @@
+#include "grammar/matcher.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace kiln::grammar {
+
+using internal::Frontier;
+using internal::TopParent;
+using internal::TopPos;
+
+Matcher::Matcher(std::shared_ptr<const CompiledGrammar> grammar, int max_rollback_tokens)
+    : grammar_(std::move(grammar)),
+      vocab_(&grammar_->vocab()),
+      max_rollback_(std::max(0, max_rollback_tokens)),
+      engine_(grammar_->grammar(), &pool_) {
+  Reset();
+}
+
+void Matcher::Reset() {
+  engine_.Start(grammar_->grammar().root_rule(), internal::kRootParent, &state_);
+  terminated_ = false;
+  history_.clear();
+  PushHistory();
+}
+
+void Matcher::PushHistory() {
+  history_.push_back({state_, terminated_});
+  if (history_.size() > static_cast<size_t>(max_rollback_) + 1) history_.erase(history_.begin());
+}
+
+bool Matcher::AcceptToken(int32_t token_id) {
+  if (terminated_ || token_id < 0 || token_id >= vocab_->n_vocab()) return false;
+  if (vocab_->IsEog(token_id)) {
+    if (!state_.ended) return false;
+    terminated_ = true;
+    PushHistory();
+    return true;
+  }
+  const std::string& bytes = vocab_->token_bytes(token_id);
+  if (bytes.empty()) return false;
+  return AcceptString(bytes);
+}
+
+bool Matcher::AcceptString(std::string_view bytes) {
+  if (terminated_) return false;
+  scratch_ = state_;
+  if (!engine_.AdvanceBytes(&scratch_, reinterpret_cast<const uint8_t*>(bytes.data()),
+                            bytes.size())) {
+    return false;
+  }
+  std::swap(state_, scratch_);
+  PushHistory();
+  return true;
+}
+
+void Matcher::Rollback(int n) {
+  KILN_CHECK(n >= 0 && n <= NumRollbackable())
+      << "rollback of " << n << " tokens, only " << NumRollbackable() << " kept";
+  history_.resize(history_.size() - n);
+  state_ = history_.back().state;
+  terminated_ = history_.back().terminated;
+}
+
+void Matcher::FillNextTokenBitmask(uint32_t* bitmask) {
+  int32_t n_words = BitmaskWords();
+  std::memset(bitmask, 0, sizeof(uint32_t) * n_words);
+  if (terminated_) return;
+  if (state_.ended) {
+    for (int32_t id : vocab_->eog_ids()) bitmask[id >> 5] |= 1u << (id & 31);
+  }
+  for (uint64_t top : state_.tops) {
+    const CompiledGrammar::ContextMask* mask = &grammar_->GetContextMask(top, &pool_);
+    if (!mask->accepted_bits.empty()) {
+      const uint32_t* src = mask->accepted_bits.data();
+      for (int32_t w = 0; w < n_words; ++w) bitmask[w] |= src[w];
+    } else {
+      for (int32_t id : mask->accepted) bitmask[id >> 5] |= 1u << (id & 31);
+    }
+    if (!mask->uncertain.empty()) CheckUncertain(top, mask->uncertain, bitmask);
+  }
+}
+
+// Walks the uncertain tokens (in byte order) from the single stack `top`, reusing the states
+// of the prefix shared with the previous token and skipping tokens under a dead prefix.
+void Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
+                             uint32_t* bitmask) {
+  if (levels_.empty()) levels_.resize(1);
+  levels_[0].Clear();
+  levels_[0].tops.push_back(top);
+  const std::string* prev = nullptr;
+  size_t dead_depth = SIZE_MAX;
+  for (int32_t id : tokens) {
+    if (bitmask[id >> 5] & (1u << (id & 31))) continue;
+    const std::string& s = vocab_->token_bytes(id);
+    size_t lcp = 0;
+    if (prev) {
+      size_t n = std::min(s.size(), prev->size());
+      while (lcp < n && s[lcp] == (*prev)[lcp]) ++lcp;
+    }
+    if (lcp >= dead_depth) continue;
+    dead_depth = SIZE_MAX;
+    prev = &s;
+    if (levels_.size() < s.size() + 1) levels_.resize(s.size() + 1);
+    bool dead = false;
+    for (size_t d = lcp + 1; d <= s.size(); ++d) {
+      engine_.Advance(levels_[d - 1], static_cast<uint8_t>(s[d - 1]), &levels_[d]);
+      if (levels_[d].tops.empty() && (d < s.size() || !levels_[d].ended)) {
+        dead_depth = d;
+        dead = true;
+        break;
+      }
+    }
+    if (!dead) bitmask[id >> 5] |= 1u << (id & 31);
+  }
+}
+
+std::string Matcher::FindJumpForwardString() {
+  std::string out;
+  if (terminated_) return out;
+  Frontier cur = state_, next;
+  const Grammar& g = grammar_->grammar();
+  constexpr size_t kMaxJump = 4096;
+  while (!cur.ended && !cur.tops.empty() && out.size() < kMaxJump) {
+    ByteSet allowed;
+    for (uint64_t top : cur.tops) allowed |= g.byte_set(g.element(TopPos(top)).index);
+    if (allowed.count() != 1) break;
+    int b = 0;
+    while (!allowed.test(b)) ++b;
+    out += static_cast<char>(b);
+    engine_.Advance(cur, static_cast<uint8_t>(b), &next);
+    std::swap(cur, next);
+  }
+  return out;
+}
+
+}  // namespace kiln::grammar
