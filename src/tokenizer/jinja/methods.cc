@@ -117,8 +117,17 @@ std::string PyUpper(const std::string& s) {
 }
 
 std::string PyLower(const std::string& s) {
+  std::u32string cps = DecodeUtf8(s);
   std::string out;
-  for (char32_t c : DecodeUtf8(s)) AppendUtf8(ToLowerCp(c), &out);
+  for (size_t i = 0; i < cps.size(); ++i) {
+    // Python's Final_Sigma rule: Σ after a cased letter and not before one becomes ς.
+    if (cps[i] == 0x3A3 && i > 0 && IsCasedCp(cps[i - 1]) &&
+        (i + 1 == cps.size() || !IsCasedCp(cps[i + 1]))) {
+      AppendUtf8(0x3C2, &out);
+      continue;
+    }
+    AppendUtf8(ToLowerCp(cps[i]), &out);
+  }
   return out;
 }
 

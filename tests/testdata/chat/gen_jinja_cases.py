@@ -42,6 +42,10 @@ cases = [
  ("{% for m in messages %}{% generation %}[{{ m }}]{% endgeneration %}{% endfor %}", {"messages": ["a", "b"]}),
  ("{% if x %}a{% elif y %}b{% elif z %}c{% else %}d{% endif %}", {"z": 1}),
  ("{{ strftime_now('%Y-%m-%d %H:%M:%S %A %b') }}", {}),
+ ("{{ 'héllo wörld ßtraße Ωμέγα привет'|upper }}|{{ 'ÀÉÎ ΣΑΣ ПРИВЕТ Ÿ'|lower }}|{{ 'élan vital'|title }}|{{ 'ÉCOLE'|capitalize }}", {}),
+ ("{{ '%s=%d' % ('a', 3) }}|{{ '%(k)s!' % {'k': 'v'} }}|{{ '%05.1f|%-4s|%x' % (3.14159, 'ab', 255) }}|{{ 'x' % {} }}|{{ '%s' | format(5) }}", {}),
+ ("{{ u is callable }}{{ u is sequence }}{{ 3.0 is even }}{{ 2.5 is divisibleby 0.5 }}|{{ [2, 1]|map('string')|join }}|{{ none|select|list }}", {}),
+
 ]
 out = [{'template': src, 'vars': v, 'ok': ok, 'expected': res} for src, v in cases for ok, res in [reference_render(src, v)]]
 Path(__file__).with_name('jinja_cases.json').write_text(json.dumps(out, ensure_ascii=False, indent=1) + '\n')

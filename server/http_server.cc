@@ -1,0 +1,499 @@
+// Routes of the OpenAI-compatible server (see http_server.h and docs/server.md).
+#include "http_server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "metrics_text.h"
+#include "protocol/request.h"
+#include "protocol/response.h"
+#include "web_assets.h"
+
+namespace kiln::server {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr auto kPollInterval = 100ms;
+constexpr auto kKeepAliveInterval = 2s;   // SSE comment when idle, also detects gone clients
+constexpr int kMaxJsonDepth = 64;
+constexpr int kMaxTokenizeIds = 1 << 20;
+
+int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string ModelIdFromPath(const std::string& path) {
+  std::string name = path.substr(path.find_last_of('/') + 1);
+  if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
+  return name.empty() ? "kiln" : name;
+}
+
+void SendJson(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(Dump(body), "application/json");
+}
+
+void SendError(httplib::Response& res, const ApiError& error) {
+  SendJson(res, error.http_status, ErrorBody(error));
+}
+
+// Decrements the in-flight count when the request's last owner lets go.
+class InFlight {
+ public:
+  explicit InFlight(std::atomic<int64_t>* counter) : counter_(counter) { ++*counter_; }
+  ~InFlight() { --*counter_; }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::atomic<int64_t>* counter_;
+};
+
+// One streaming response: turns engine events into SSE text.
+struct StreamState {
+  std::unique_ptr<RequestStream> stream;
+  std::unique_ptr<InFlight> in_flight;
+  ResponseMeta meta;
+  bool include_usage = false;
+  bool want_logprobs = false;
+  int32_t n = 1;
+  std::vector<size_t> text_offsets;
+  bool started = false, finished = false;
+  Clock::time_point deadline, last_write;
+
+  std::string Start() {
+    started = true;
+    std::string out;
+    if (meta.endpoint == Endpoint::kChat) {
+      for (int32_t i = 0; i < n; ++i) out += SseData(RoleChunk(meta, i, include_usage));
+    }
+    return out;
+  }
+
+  std::string Render(const StreamEvent& ev) {
+    std::string out;
+    bool valid_choice = ev.choice >= 0 && ev.choice < n;
+    if (valid_choice && ev.finish_reason == "error") {
+      ApiError err{.http_status = 500, .message = ev.error.empty() ? "generation failed" : ev.error,
+                   .type = "server_error"};
+      out += SseData(ErrorBody(err));
+    } else if (valid_choice && (!ev.text.empty() || ev.finish_reason || !ev.logprobs.empty())) {
+      out += SseData(EventChunk(meta, ev, want_logprobs, include_usage, text_offsets[ev.choice]));
+      text_offsets[ev.choice] += ev.text.size();
+    }
+    if (ev.done) out += Finish(ev.usage);
+    return out;
+  }
+
+  std::string Finish(const Usage& usage) {
+    finished = true;
+    std::string out;
+    if (include_usage) out += SseData(UsageChunk(meta, usage));
+    return out + "data: [DONE]\n\n";
+  }
+};
+
+}  // namespace
+
+bool ApiKeyMatches(const std::string& presented, const std::string& expected) {
+  size_t n = std::max(presented.size(), expected.size());
+  unsigned char diff = presented.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char a = i < presented.size() ? presented[i] : 0;
+    unsigned char b = i < expected.size() ? expected[i] : 0;
+    diff |= a ^ b;
+  }
+  return diff == 0;
+}
+
+struct HttpServer::Impl {
+  ServingEngine& engine;
+  ServerOptions opt;
+  std::string model_id;
+  std::vector<std::string> accepted_models;
+  std::string fingerprint;
+  RequestLimits limits;
+  httplib::Server svr;
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<int64_t> disconnects{0};
+  std::mutex counters_mu;
+  std::map<int, int64_t> responses_by_status;
+
+  Impl(ServingEngine& e, ServerOptions o) : engine(e), opt(std::move(o)) {}
+
+  void Setup();
+  bool Authorized(const httplib::Request& req) const;
+  std::optional<ApiError> CheckModel(const std::string& model) const;
+  std::optional<ApiError> BuildPrompt(const ParsedRequest& p, std::vector<int32_t>* ids) const;
+  void HandleGenerate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
+  void RespondOnce(httplib::Response& res, std::unique_ptr<RequestStream> stream,
+                   std::unique_ptr<InFlight> guard, const ParsedRequest& p, ResponseMeta meta);
+  void RespondStream(httplib::Response& res, std::unique_ptr<RequestStream> stream,
+                     std::unique_ptr<InFlight> guard, const ParsedRequest& p, ResponseMeta meta);
+  void HandleTokenize(const httplib::Request& req, httplib::Response& res);
+  void HandleDetokenize(const httplib::Request& req, httplib::Response& res);
+  json ModelJson() const {
+    return json{{"id", model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "kiln"}};
+  }
+};
+
+bool HttpServer::Impl::Authorized(const httplib::Request& req) const {
+  if (opt.api_key.empty()) return true;
+  std::string auth = req.get_header_value("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.size() < kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) return false;
+  return ApiKeyMatches(auth.substr(kBearer.size()), opt.api_key);
+}
+
+std::optional<ApiError> HttpServer::Impl::CheckModel(const std::string& model) const {
+  for (const std::string& m : accepted_models) {
+    if (m == model) return std::nullopt;
+  }
+  return ApiError{.http_status = 404,
+                  .message = "The model '" + model + "' does not exist; this server serves '" +
+                             model_id + "'",
+                  .param = "model",
+                  .code = "model_not_found"};
+}
+
+std::optional<ApiError> HttpServer::Impl::BuildPrompt(const ParsedRequest& p,
+                                                      std::vector<int32_t>* ids) const {
+  if (p.endpoint == Endpoint::kChat) {
+    auto text = engine.ApplyChatTemplate(Dump(p.messages), "", /*add_generation_prompt=*/true);
+    if (!text.ok()) return ErrorFromStatus(text.status(), "messages");
+    // Templates emit BOS themselves; special-token text in them is structure.
+    auto toks = engine.Tokenize(*text, /*add_special=*/false, /*parse_special=*/true);
+    if (!toks.ok()) return ErrorFromStatus(toks.status(), "messages");
+    *ids = std::move(*toks);
+  } else if (p.prompt_text) {
+    auto toks = engine.Tokenize(*p.prompt_text, /*add_special=*/true, /*parse_special=*/false);
+    if (!toks.ok()) return ErrorFromStatus(toks.status(), "prompt");
+    *ids = std::move(*toks);
+  } else {
+    *ids = p.prompt_ids;
+  }
+  if (ids->empty()) {
+    return ApiError{.message = "the prompt is empty after tokenization", .param = "prompt"};
+  }
+  return std::nullopt;
+}
+
+void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Response& res,
+                                      Endpoint endpoint) {
+  auto guard = std::make_unique<InFlight>(&in_flight);
+  if (in_flight.load() > opt.max_concurrent) {
+    res.set_header("Retry-After", "1");
+    return SendError(res, ApiError{.http_status = 429,
+                                   .message = "the server is at its limit of concurrent requests; "
+                                              "retry shortly",
+                                   .type = "rate_limit_exceeded"});
+  }
+  ParsedRequest p;
+  if (auto err = ParseRequest(req.body, endpoint, limits, &p)) return SendError(res, *err);
+  if (auto err = CheckModel(p.model)) return SendError(res, *err);
+  CompletionRequest creq;
+  if (auto err = BuildPrompt(p, &creq.prompt_ids)) return SendError(res, *err);
+  creq.sampling = p.sampling;
+  auto stream = engine.Submit(std::move(creq));
+  if (!stream.ok()) return SendError(res, ErrorFromStatus(stream.status()));
+  ResponseMeta meta{.endpoint = endpoint,
+                    .id = NewResponseId(endpoint),
+                    .created = UnixNow(),
+                    .model = p.model,
+                    .system_fingerprint = fingerprint};
+  if (p.stream) {
+    RespondStream(res, std::move(*stream), std::move(guard), p, std::move(meta));
+  } else {
+    RespondOnce(res, std::move(*stream), std::move(guard), p, std::move(meta));
+  }
+}
+
+void HttpServer::Impl::RespondOnce(httplib::Response& res, std::unique_ptr<RequestStream> stream,
+                                   std::unique_ptr<InFlight> guard, const ParsedRequest& p,
+                                   ResponseMeta meta) {
+  int32_t n = p.sampling.n;
+  std::vector<ChoiceResult> choices(n);
+  Usage usage;
+  std::string error;
+  Clock::time_point deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
+  for (bool done = false; !done;) {
+    std::optional<StreamEvent> ev = stream->Next(kPollInterval);
+    if (!ev) {
+      if (Clock::now() > deadline) {
+        stream->Cancel();
+        return SendError(res, ApiError{.http_status = 503,
+                                       .message = "the request timed out and was cancelled",
+                                       .type = "server_error", .code = "timeout"});
+      }
+      continue;
+    }
+    if (ev->choice >= 0 && ev->choice < n) {
+      ChoiceResult& c = choices[ev->choice];
+      c.text += ev->text;
+      c.logprobs.insert(c.logprobs.end(), ev->logprobs.begin(), ev->logprobs.end());
+      if (ev->finish_reason) c.finish_reason = *ev->finish_reason;
+      if (ev->finish_reason == "error") error = ev->error.empty() ? "generation failed" : ev->error;
+    }
+    if (ev->done) {
+      usage = ev->usage;
+      done = true;
+    }
+  }
+  if (!error.empty()) {
+    return SendError(res, ApiError{.http_status = 500, .message = error, .type = "server_error"});
+  }
+  SendJson(res, 200, CompletionBody(meta, choices, usage, p.sampling.logprobs));
+}
+
+void HttpServer::Impl::RespondStream(httplib::Response& res,
+                                     std::unique_ptr<RequestStream> stream,
+                                     std::unique_ptr<InFlight> guard, const ParsedRequest& p,
+                                     ResponseMeta meta) {
+  auto st = std::make_shared<StreamState>();
+  st->stream = std::move(stream);
+  st->in_flight = std::move(guard);
+  st->meta = std::move(meta);
+  st->include_usage = p.include_usage;
+  st->want_logprobs = p.sampling.logprobs;
+  st->n = p.sampling.n;
+  st->text_offsets.assign(st->n, 0);
+  st->deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
+  st->last_write = Clock::now();
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  auto provider = [st](size_t /*offset*/, httplib::DataSink& sink) -> bool {
+    std::string out;
+    if (!st->started) {
+      out = st->Start();
+    } else if (std::optional<StreamEvent> ev = st->stream->Next(kPollInterval)) {
+      out = st->Render(*ev);
+      // Drain what is already queued so one write carries several events.
+      for (int i = 0; i < 64 && !st->finished; ++i) {
+        std::optional<StreamEvent> more = st->stream->Next(0ms);
+        if (!more) break;
+        out += st->Render(*more);
+      }
+    } else if (Clock::now() > st->deadline) {
+      st->stream->Cancel();
+      out = SseData(ErrorBody({.http_status = 503, .message = "the request timed out",
+                               .type = "server_error", .code = "timeout"}));
+      out += "data: [DONE]\n\n";
+      st->finished = true;
+    } else if (Clock::now() - st->last_write > kKeepAliveInterval) {
+      out = ": keep-alive\n\n";
+    }
+    if (!out.empty()) {
+      if (!sink.write(out.data(), out.size())) return false;
+      st->last_write = Clock::now();
+    }
+    if (st->finished) sink.done();
+    return true;
+  };
+  auto releaser = [this, st](bool success) {
+    if (!st->finished) {
+      st->stream->Cancel();  // the client went away: free its KV blocks
+      ++disconnects;
+    }
+    st->in_flight.reset();
+  };
+  res.set_chunked_content_provider("text/event-stream", provider, releaser);
+}
+
+void HttpServer::Impl::HandleTokenize(const httplib::Request& req, httplib::Response& res) {
+  json j;
+  if (auto err = ParseJsonBody(req.body, kMaxJsonDepth, &j)) return SendError(res, *err);
+  if (!j.is_object()) return SendError(res, {.message = "request body must be a JSON object"});
+  if (j.contains("model") && !j["model"].is_null()) {
+    if (!j["model"].is_string()) return SendError(res, {.message = "'model' must be a string",
+                                                        .param = "model"});
+    if (auto err = CheckModel(j["model"].get<std::string>())) return SendError(res, *err);
+  }
+  std::vector<int32_t> ids;
+  if (j.contains("messages")) {
+    // Same path as chat requests: validate the messages through the chat parser.
+    json chat = {{"model", model_id}, {"messages", j["messages"]}};
+    ParsedRequest p;
+    if (auto err = ParseRequest(Dump(chat), Endpoint::kChat, limits, &p)) {
+      return SendError(res, *err);
+    }
+    bool add_gen = !j.contains("add_generation_prompt") || j["add_generation_prompt"] == true;
+    auto text = engine.ApplyChatTemplate(Dump(p.messages), "", add_gen);
+    if (!text.ok()) return SendError(res, ErrorFromStatus(text.status(), "messages"));
+    auto toks = engine.Tokenize(*text, false, true);
+    if (!toks.ok()) return SendError(res, ErrorFromStatus(toks.status(), "messages"));
+    ids = std::move(*toks);
+  } else {
+    if (!j.contains("prompt") || !j["prompt"].is_string()) {
+      return SendError(res, {.message = "'prompt' (a string) or 'messages' is required",
+                             .param = "prompt"});
+    }
+    bool add_special = true;
+    if (j.contains("add_special_tokens")) {
+      if (!j["add_special_tokens"].is_boolean()) {
+        return SendError(res, {.message = "'add_special_tokens' must be a boolean",
+                               .param = "add_special_tokens"});
+      }
+      add_special = j["add_special_tokens"].get<bool>();
+    }
+    auto toks = engine.Tokenize(j["prompt"].get<std::string>(), add_special, false);
+    if (!toks.ok()) return SendError(res, ErrorFromStatus(toks.status(), "prompt"));
+    ids = std::move(*toks);
+  }
+  SendJson(res, 200, json{{"count", ids.size()}, {"tokens", ids}});
+}
+
+void HttpServer::Impl::HandleDetokenize(const httplib::Request& req, httplib::Response& res) {
+  json j;
+  if (auto err = ParseJsonBody(req.body, kMaxJsonDepth, &j)) return SendError(res, *err);
+  if (!j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) {
+    return SendError(res, {.message = "'tokens' (an array of token ids) is required",
+                           .param = "tokens"});
+  }
+  if (j["tokens"].size() > kMaxTokenizeIds) {
+    return SendError(res, {.message = "too many tokens", .param = "tokens"});
+  }
+  std::vector<int32_t> ids;
+  for (const json& t : j["tokens"]) {
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+        t.get<int64_t>() >= engine.Info().n_vocab) {
+      return SendError(res, {.message = StrFormat("'tokens' must be token ids in [0, %lld)",
+                                                  static_cast<long long>(engine.Info().n_vocab)),
+                             .param = "tokens"});
+    }
+    ids.push_back(t.get<int32_t>());
+  }
+  SendJson(res, 200, json{{"prompt", engine.Detokenize(ids)}});
+}
+
+void HttpServer::Impl::Setup() {
+  limits.n_vocab = engine.Info().n_vocab;
+  limits.max_n = opt.max_n;
+  svr.set_payload_max_length(opt.max_body_bytes);
+  svr.set_read_timeout(opt.read_timeout_s, 0);
+  svr.set_write_timeout(opt.write_timeout_s, 0);
+  svr.set_keep_alive_max_count(100);
+  int threads = opt.http_threads > 0 ? opt.http_threads : opt.max_concurrent + 16;
+  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  if (opt.cors) {
+    svr.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
+    svr.Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+      res.set_header("Access-Control-Max-Age", "86400");
+      res.status = 204;
+    });
+  }
+  svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    bool protected_path = req.path.starts_with("/v1/") || req.path == "/tokenize" ||
+                          req.path == "/detokenize";
+    if (req.method != "OPTIONS" && protected_path && !Authorized(req)) {
+      SendError(res, ApiError{.http_status = 401,
+                              .message = "invalid or missing API key (Authorization: Bearer KEY)",
+                              .type = "invalid_request_error", .code = "invalid_api_key"});
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  svr.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(counters_mu);
+    ++responses_by_status[res.status];
+  });
+  // Every 4xx/5xx httplib produces itself (404 route, 413 body, 400 request line) gets
+  // OpenAI's error shape too.
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    ApiError err{.http_status = res.status, .message = httplib::status_message(res.status)};
+    if (res.status == 404) err.message = "no route for " + req.method + " " + req.path;
+    if (res.status == 413) err.message = "request body too large";
+    if (res.status >= 500) err.type = "server_error";
+    res.set_content(Dump(ErrorBody(err)), "application/json");
+  });
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                               std::exception_ptr) {
+    SendError(res, ApiError{.http_status = 500, .message = "internal error",
+                            .type = "server_error"});
+  });
+
+  svr.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleGenerate(req, res, Endpoint::kChat);
+  });
+  svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleGenerate(req, res, Endpoint::kCompletion);
+  });
+  svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, json{{"object", "list"}, {"data", json::array({ModelJson()})}});
+  });
+  svr.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+    if (auto err = CheckModel(req.matches[1].str())) return SendError(res, *err);
+    SendJson(res, 200, ModelJson());
+  });
+  svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, json{{"status", "ok"}});
+  });
+  svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    HttpCounters http;
+    {
+      std::lock_guard<std::mutex> lock(counters_mu);
+      http.responses_by_status = responses_by_status;
+    }
+    http.in_flight = in_flight.load();
+    http.client_disconnects = disconnects.load();
+    res.set_content(PrometheusText(engine.Metrics(), http), "text/plain; version=0.0.4");
+  });
+  svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleTokenize(req, res);
+  });
+  svr.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleDetokenize(req, res);
+  });
+  auto page = [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(reinterpret_cast<const char*>(kIndexHtml), kIndexHtmlSize,
+                    "text/html; charset=utf-8");
+  };
+  svr.Get("/", page);
+  svr.Get("/index.html", page);
+}
+
+HttpServer::HttpServer(ServingEngine& engine, ServerOptions options)
+    : impl_(std::make_unique<Impl>(engine, std::move(options))) {
+  model_id_ = impl_->opt.model_id.empty() ? ModelIdFromPath(engine.Info().path)
+                                          : impl_->opt.model_id;
+  impl_->model_id = model_id_;
+  impl_->accepted_models = impl_->opt.model_aliases;
+  impl_->accepted_models.push_back(model_id_);
+  impl_->accepted_models.push_back(engine.Info().path);
+  impl_->fingerprint = "kiln-0.1.0-" + engine.Info().architecture;
+  impl_->Setup();
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Bind() {
+  if (impl_->opt.port == 0) {
+    port_ = impl_->svr.bind_to_any_port(impl_->opt.host);
+    if (port_ <= 0) return Unavailable("cannot bind %s", impl_->opt.host.c_str());
+  } else {
+    if (!impl_->svr.bind_to_port(impl_->opt.host, impl_->opt.port)) {
+      return Unavailable("cannot listen on %s:%d (address in use or not local?)",
+                         impl_->opt.host.c_str(), impl_->opt.port);
+    }
+    port_ = impl_->opt.port;
+  }
+  return Status::Ok();
+}
+
+void HttpServer::Run() { impl_->svr.listen_after_bind(); }
+
+void HttpServer::Stop() {
+  if (impl_->svr.is_running()) impl_->svr.stop();
+}
+
+}  // namespace kiln::server

@@ -1,0 +1,58 @@
+// kiln's OpenAI-compatible HTTP server (cpp-httplib): routes, auth, limits, SSE streaming.
+// Owns its listening socket and HTTP worker threads; talks to the engine only through
+// ServingEngine (any thread). One instance serves one model.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/serving.h"
+
+namespace kiln::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;                        // 0 → any free port (see HttpServer::port())
+  std::string api_key;                    // "" → no auth
+  bool cors = false;                      // Access-Control-Allow-Origin: * when true
+  std::string model_id;                   // the id /v1/models lists; "" → from the model path
+  std::vector<std::string> model_aliases; // other names requests may use (e.g. the -m argument)
+  size_t max_body_bytes = 8 << 20;        // larger bodies → 413
+  int max_concurrent = 128;               // generation requests in flight; more → 429
+  int http_threads = 0;                   // 0 → max_concurrent + 16
+  int read_timeout_s = 30, write_timeout_s = 30;
+  int request_timeout_s = 600;            // whole generation; then cancelled
+  int max_n = 16;
+};
+
+class HttpServer {
+ public:
+  HttpServer(ServingEngine& engine, ServerOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds the socket; with port 0 picks a free port. Unavailable on failure.
+  Status Bind();
+  int port() const { return port_; }
+  const std::string& model_id() const { return model_id_; }
+  // Serves until Stop(). Blocking.
+  void Run();
+  // Any thread; Run() returns soon after.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int port_ = 0;
+  std::string model_id_;
+};
+
+// Constant-time comparison of a presented key with the configured one (length leaks only
+// through the loop bound of the longer string).
+bool ApiKeyMatches(const std::string& presented, const std::string& expected);
+
+}  // namespace kiln::server

@@ -1,0 +1,160 @@
+// OpenAI response bodies and SSE chunks (see response.h).
+#include "protocol/response.h"
+
+#include <random>
+
+namespace kiln::server {
+namespace {
+
+using nlohmann::json;
+
+const char* ObjectName(Endpoint e, bool chunk) {
+  if (e == Endpoint::kCompletion) return "text_completion";
+  return chunk ? "chat.completion.chunk" : "chat.completion";
+}
+
+json Header(const ResponseMeta& meta, bool chunk) {
+  return json{{"id", meta.id},
+              {"object", ObjectName(meta.endpoint, chunk)},
+              {"created", meta.created},
+              {"model", meta.model},
+              {"system_fingerprint", meta.system_fingerprint}};
+}
+
+json Bytes(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(static_cast<int>(c));
+  return b;
+}
+
+json TokenJson(const TokenLogprob& t) {
+  return json{{"token", t.text}, {"logprob", t.logprob}, {"bytes", Bytes(t.text)}};
+}
+
+json FinishJson(const std::optional<std::string>& reason) {
+  return reason ? json(OpenAiFinishReason(*reason)) : json(nullptr);
+}
+
+}  // namespace
+
+std::string NewResponseId(Endpoint endpoint) {
+  static constexpr char kAlphabet[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string id = endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-";
+  std::uniform_int_distribution<int> pick(0, sizeof(kAlphabet) - 2);
+  for (int i = 0; i < 24; ++i) id += kAlphabet[pick(rng)];
+  return id;
+}
+
+std::string OpenAiFinishReason(const std::string& kiln_reason) {
+  if (kiln_reason == "length") return "length";
+  return "stop";  // "stop", "abort" (server shutting down); "error" is reported separately
+}
+
+json UsageJson(const Usage& usage) {
+  return json{{"prompt_tokens", usage.prompt_tokens},
+              {"completion_tokens", usage.completion_tokens},
+              {"total_tokens", usage.prompt_tokens + usage.completion_tokens},
+              {"prompt_tokens_details", {{"cached_tokens", usage.cached_tokens}}}};
+}
+
+json ChatLogprobs(const std::vector<LogprobEntry>& entries) {
+  json content = json::array();
+  for (const LogprobEntry& e : entries) {
+    json item = TokenJson(e.token);
+    json top = json::array();
+    for (const TokenLogprob& t : e.top) top.push_back(TokenJson(t));
+    item["top_logprobs"] = std::move(top);
+    content.push_back(std::move(item));
+  }
+  return json{{"content", std::move(content)}, {"refusal", nullptr}};
+}
+
+json LegacyLogprobs(const std::vector<LogprobEntry>& entries, size_t text_offset) {
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
+       offsets = json::array();
+  for (const LogprobEntry& e : entries) {
+    tokens.push_back(e.token.text);
+    token_logprobs.push_back(e.token.logprob);
+    json alternatives = json::object();
+    for (const TokenLogprob& t : e.top) {
+      // Two alternatives may decode to the same text; keep the more likely (listed first).
+      if (!alternatives.contains(t.text)) alternatives[t.text] = t.logprob;
+    }
+    top.push_back(std::move(alternatives));
+    offsets.push_back(text_offset);
+    text_offset += e.token.text.size();
+  }
+  return json{{"tokens", std::move(tokens)},
+              {"token_logprobs", std::move(token_logprobs)},
+              {"top_logprobs", std::move(top)},
+              {"text_offset", std::move(offsets)}};
+}
+
+json CompletionBody(const ResponseMeta& meta, const std::vector<ChoiceResult>& choices,
+                    const Usage& usage, bool want_logprobs) {
+  json body = Header(meta, /*chunk=*/false);
+  json out = json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceResult& c = choices[i];
+    json choice{{"index", i}};
+    if (meta.endpoint == Endpoint::kChat) {
+      choice["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+      choice["logprobs"] = want_logprobs ? ChatLogprobs(c.logprobs) : json(nullptr);
+    } else {
+      choice["text"] = c.text;
+      choice["logprobs"] = want_logprobs ? LegacyLogprobs(c.logprobs, 0) : json(nullptr);
+    }
+    choice["finish_reason"] = OpenAiFinishReason(c.finish_reason);
+    out.push_back(std::move(choice));
+  }
+  body["choices"] = std::move(out);
+  body["usage"] = UsageJson(usage);
+  return body;
+}
+
+json RoleChunk(const ResponseMeta& meta, int32_t choice, bool include_usage) {
+  json chunk = Header(meta, /*chunk=*/true);
+  chunk["choices"] = json::array({json{{"index", choice},
+                                       {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                       {"logprobs", nullptr},
+                                       {"finish_reason", nullptr}}});
+  if (include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+json EventChunk(const ResponseMeta& meta, const StreamEvent& event, bool want_logprobs,
+                bool include_usage, size_t text_offset) {
+  json chunk = Header(meta, /*chunk=*/true);
+  json choice{{"index", event.choice}};
+  bool has_logprobs = want_logprobs && !event.logprobs.empty();
+  if (meta.endpoint == Endpoint::kChat) {
+    json delta = json::object();
+    if (!event.text.empty()) delta["content"] = event.text;
+    choice["delta"] = std::move(delta);
+    choice["logprobs"] = has_logprobs ? ChatLogprobs(event.logprobs) : json(nullptr);
+  } else {
+    choice["text"] = event.text;
+    choice["logprobs"] = has_logprobs ? LegacyLogprobs(event.logprobs, text_offset) : json(nullptr);
+  }
+  choice["finish_reason"] = FinishJson(event.finish_reason);
+  chunk["choices"] = json::array({std::move(choice)});
+  if (include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+json UsageChunk(const ResponseMeta& meta, const Usage& usage) {
+  json chunk = Header(meta, /*chunk=*/true);
+  chunk["choices"] = json::array();
+  chunk["usage"] = UsageJson(usage);
+  return chunk;
+}
+
+std::string Dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string SseData(const json& j) { return "data: " + Dump(j) + "\n\n"; }
+
+}  // namespace kiln::server

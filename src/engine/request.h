@@ -1,0 +1,85 @@
+// Plain data of the serving engine: a request's sampling/stopping options, the events it
+// streams, and the thread-safe stream they travel on (engine thread → front-end thread).
+// include/kiln/serving.h mirrors these types for the public API (api/serving.cc converts).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sampling/logits_processor.h"
+#include "sampling/sampler.h"
+
+namespace kiln::engine {
+
+struct RequestOptions {
+  sampling::SamplingParams sampling;  // temperature, top_k, top_p, min_p, seed
+  sampling::PenaltyParams penalties;
+  std::map<int32_t, float> logit_bias;
+  int32_t n = 1;
+  std::vector<std::string> stop;
+  std::vector<int32_t> stop_token_ids;
+  int32_t max_tokens = -1;  // -1: until the context is full
+  int32_t min_tokens = 0;
+  bool ignore_eos = false;
+  bool logprobs = false;
+  int32_t top_logprobs = 0;
+};
+
+struct TokenLogprob {
+  int32_t id = 0;
+  float logprob = 0;
+};
+struct LogprobEntry {
+  TokenLogprob token;
+  std::vector<TokenLogprob> top;
+};
+
+struct Usage {
+  int32_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+};
+
+struct Event {
+  int32_t choice = 0;
+  std::string text;
+  std::vector<int32_t> token_ids;
+  std::vector<LogprobEntry> logprobs;
+  std::optional<std::string> finish_reason;  // "stop" | "length" | "abort" | "error"
+  std::string error;
+  bool done = false;
+  Usage usage;
+};
+
+// Thread-safe. The engine pushes; one consumer pops. Cancel() may come from any thread.
+class OutputStream {
+ public:
+  void Push(Event e);
+  // nullopt on timeout, or at once after the done event was popped.
+  std::optional<Event> Pop(std::chrono::milliseconds timeout);
+  void Cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Event> events_;
+  bool finished_ = false;  // the done event was popped
+  std::atomic<bool> cancelled_{false};
+};
+
+struct Request {
+  std::string id;
+  std::vector<int32_t> prompt;
+  RequestOptions options;
+  int32_t priority = 0;  // lower first; FCFS within a priority
+  std::shared_ptr<OutputStream> stream;
+};
+
+}  // namespace kiln::engine

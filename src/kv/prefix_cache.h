@@ -1,0 +1,56 @@
+// PrefixCache: a radix tree over full KV blocks. Each node is one block of block_tokens
+// tokens whose K/V were computed after exactly the tokens on the path from the root, so a new
+// sequence whose prompt starts with that path can reuse the blocks instead of recomputing
+// them. The cache holds one reference on each node's block; a block only the cache references
+// is "evictable" and is freed least-recently-used first when the pool runs short.
+// Engine-thread only; not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "kv/block_pool.h"
+
+namespace kiln::kv {
+
+class PrefixCache {
+ public:
+  explicit PrefixCache(BlockPool* pool) : pool_(pool) { nodes_.push_back(Node{}); }
+  ~PrefixCache();  // drops its references
+
+  // Longest cached prefix of tokens[0, max_tokens) in whole blocks: appends the blocks to
+  // *blocks (each with a new reference for the caller) and returns the tokens they cover.
+  int32_t Match(const std::vector<int32_t>& tokens, int32_t max_tokens,
+                std::vector<int32_t>* blocks);
+  // Records the first n_full_blocks blocks of a sequence (tokens[i*bt, (i+1)*bt) in blocks[i]).
+  // A block already cached for the same path is kept (the new one is not referenced).
+  void Insert(const std::vector<int32_t>& tokens, const std::vector<int32_t>& blocks,
+              int32_t n_full_blocks);
+  // Frees up to n_blocks evictable blocks, least recently used leaves first; returns how many.
+  int32_t Evict(int32_t n_blocks);
+  // Blocks that Evict could free now (referenced by the cache only).
+  int32_t NumEvictable() const;
+  int32_t NumCached() const { return static_cast<int32_t>(nodes_.size()) - 1 - n_dead_; }
+  // Drops every unreferenced node (tests: accounting returns to all-free).
+  void Clear();
+
+ private:
+  struct Node {
+    int32_t parent = -1;
+    int32_t block = -1;
+    uint64_t last_used = 0;
+    bool dead = false;
+    std::vector<int32_t> key;                          // this block's tokens
+    std::map<std::vector<int32_t>, int32_t> children;  // key → node index
+  };
+  void RemoveLeaf(int32_t idx);
+
+  BlockPool* pool_;
+  std::vector<Node> nodes_;  // [0] is the root (no block)
+  std::vector<int32_t> free_nodes_;
+  int32_t n_dead_ = 0;
+  uint64_t tick_ = 0;
+};
+
+}  // namespace kiln::kv

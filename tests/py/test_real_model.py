@@ -1,0 +1,63 @@
+"""The real models (installed by scripts/fetch_models.sh) against llama.cpp on the same GGUF.
+
+Perplexity on the first chunks of WikiText-2 (llama-perplexity's method, computed live by
+tools/oracle/llama_ref.mjs) must agree within 1 %. Prompt tokenization must be identical.
+Greedy agreement lives in test_real_model_greedy.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kiln_env import GEMMA, SMOLLM, WIKI, kiln, kiln_json, oracle, require
+
+N_CHUNKS = 3
+CTX = 512
+
+MODELS = [pytest.param(SMOLLM, id="smollm2"), pytest.param(GEMMA, id="gemma3")]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_perplexity_within_one_percent_of_llama_cpp(model):
+    require(model, "model")
+    require(WIKI, "WikiText-2")
+    ours = kiln_json("perplexity", "-m", str(model), "-f", str(WIKI), "-c", str(CTX),
+                     "--chunks", str(N_CHUNKS), "--json")
+    ref = oracle("perplexity", "--model", str(model), "--text-file", str(WIKI), "--ctx", str(CTX),
+                 "--chunks", str(N_CHUNKS))
+    assert ours["n_chunks"] == N_CHUNKS
+    assert ours["n_scored"] == N_CHUNKS * (CTX - 1 - CTX // 2)
+    rel = abs(ours["perplexity"] - ref["ppl"]) / ref["ppl"]
+    print(f"{model.name}: kiln ppl {ours['perplexity']:.4f} llama.cpp {ref['ppl']:.4f} rel {rel:.4%}")
+    assert rel < 0.01
+
+
+PROMPTS = ["The capital of France is", "Once upon a time, in a small village by the sea,",
+           "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+           "Le café coûte 3,50 € à Paris, et le thé 🍵 est gratuit.", "<|im_start|>user\nHi"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_prompt_tokens_match_llama_cpp(model, tmp_path):
+    require(model, "model")
+    prompts = tmp_path / "prompts.json"
+    import json
+    prompts.write_text(json.dumps(PROMPTS))
+    ref = oracle("tokenize", "--model", str(model), "--texts-file", str(prompts), "--bos", "auto")
+    ref_ids = ref["tokens"] if "tokens" in ref else ref["ids"]
+    for text, want in zip(PROMPTS, ref_ids):
+        got = kiln_json("run", "-m", str(model), "-p", text, "-n", "1", "--temp", "0", "--json")
+        assert got["prompt_ids"] == want, text
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_info_describes_the_file(model):
+    require(model, "model")
+    info = kiln_json("info", "-m", str(model), "--json")
+    assert info["format"] == "gguf"
+    if model == SMOLLM:
+        assert (info["architecture"], info["n_layers"], info["n_embd"], info["n_vocab"]) == ("llama", 30, 576, 49152)
+        assert "<|im_start|>" in info["chat_template"]
+    else:
+        assert (info["architecture"], info["n_layers"], info["n_embd"], info["n_vocab"]) == ("gemma3", 18, 640, 262144)
+    assert sum(info["dtype_counts"].values()) == (272 if model == SMOLLM else 236)
