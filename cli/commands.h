@@ -18,5 +18,7 @@ void AddBenchCommand(CLI::App& app, Handler* handler);
 void AddTokenizeCommand(CLI::App& app, Handler* handler);
 void AddDetokenizeCommand(CLI::App& app, Handler* handler);
 void AddTemplateCommand(CLI::App& app, Handler* handler);
+void AddServeCommand(CLI::App& app, Handler* handler);
+void AddChatCommand(CLI::App& app, Handler* handler);
 
 }  // namespace kiln::cli

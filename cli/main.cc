@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   kiln::cli::AddTokenizeCommand(app, &handler);
   kiln::cli::AddDetokenizeCommand(app, &handler);
   kiln::cli::AddTemplateCommand(app, &handler);
+  kiln::cli::AddServeCommand(app, &handler);
+  kiln::cli::AddChatCommand(app, &handler);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -410,7 +411,8 @@ void HttpServer::Impl::Setup() {
   // OpenAI's error shape too.
   svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    ApiError err{.http_status = res.status, .message = httplib::status_message(res.status)};
+    ApiError err{.http_status = res.status, .message = StrFormat("HTTP error %d", res.status)};
+    if (res.status == 400) err.message = "malformed HTTP request";
     if (res.status == 404) err.message = "no route for " + req.method + " " + req.path;
     if (res.status == 413) err.message = "request body too large";
     if (res.status >= 500) err.type = "server_error";

@@ -50,6 +50,9 @@ struct AttentionParams {
   int head_dim = 0;
   int32_t window = 0;  // > 0: token at pos attends to (pos - window, pos]; 0: full causal
   float scale = 1.0f;  // applied to q.k
+  // f16 KV only: round q and the softmax probabilities to f16 like llama.cpp's CPU attention
+  // (kernels::ref::AttentionHead); set for GGUF models, never for Hugging Face ones.
+  bool round_qp_to_kv_dtype = false;
 };
 
 class Backend {

@@ -10,49 +10,10 @@ namespace kiln::grammar {
 using internal::Frontier;
 using internal::NodePool;
 using internal::StackEngine;
+using internal::StateTable;
 using Kind = GrammarElement::Kind;
 
 namespace internal {
-
-namespace {
-
-// The parse states met during one trie walk, interned, with their byte transitions memoized:
-// inside strings and other loops the same few states recur at every depth, so most trie nodes
-// cost one table lookup instead of a stack-engine step (a lazily built DFA).
-class StateTable {
- public:
-  explicit StateTable(StackEngine* engine) : engine_(engine) {}
-
-  int32_t Intern(const Frontier& f) {
-    std::string key(reinterpret_cast<const char*>(f.tops.data()), f.tops.size() * sizeof(uint64_t));
-    key += static_cast<char>(f.ended | (f.escaped << 1));
-    auto [it, inserted] = ids_.emplace(std::move(key), static_cast<int32_t>(states_.size()));
-    if (inserted) {
-      states_.push_back(f);
-      next_.emplace_back();
-      next_.back().fill(-1);
-    }
-    return it->second;
-  }
-  int32_t Next(int32_t state, uint8_t byte) {
-    int32_t t = next_[state][byte];
-    if (t >= 0) return t;
-    engine_->Advance(states_[state], byte, &tmp_);
-    t = Intern(tmp_);
-    next_[state][byte] = t;
-    return t;
-  }
-  const Frontier& state(int32_t id) const { return states_[id]; }
-
- private:
-  StackEngine* engine_;
-  std::vector<Frontier> states_;
-  std::vector<std::array<int32_t, 256>> next_;
-  std::unordered_map<std::string, int32_t> ids_;
-  Frontier tmp_;
-};
-
-}  // namespace
 
 void ClassifyTokens(const Grammar& g, const TokenVocab& vocab, NodePool* pool, uint32_t pos,
                     int32_t parent, CompiledGrammar::ContextMask* out) {

@@ -13,7 +13,8 @@ Matcher::Matcher(std::shared_ptr<const CompiledGrammar> grammar, int max_rollbac
     : grammar_(std::move(grammar)),
       vocab_(&grammar_->vocab()),
       max_rollback_(std::max(0, max_rollback_tokens)),
-      engine_(grammar_->grammar(), &pool_) {
+      engine_(grammar_->grammar(), &pool_),
+      states_(&engine_) {
   Reset();
 }
 
@@ -85,9 +86,12 @@ void Matcher::FillNextTokenBitmask(uint32_t* bitmask) {
 // of the prefix shared with the previous token and skipping tokens under a dead prefix.
 void Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
                              uint32_t* bitmask) {
+  constexpr size_t kMaxStates = 1 << 12;  // bounds the memo (~4 MiB of transitions)
+  if (states_.size() > kMaxStates) states_.Clear();
+  Frontier start;
+  start.tops.push_back(top);
   if (levels_.empty()) levels_.resize(1);
-  levels_[0].Clear();
-  levels_[0].tops.push_back(top);
+  levels_[0] = states_.Intern(start);
   const std::string* prev = nullptr;
   size_t dead_depth = SIZE_MAX;
   for (int32_t id : tokens) {
@@ -104,8 +108,9 @@ void Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
     if (levels_.size() < s.size() + 1) levels_.resize(s.size() + 1);
     bool dead = false;
     for (size_t d = lcp + 1; d <= s.size(); ++d) {
-      engine_.Advance(levels_[d - 1], static_cast<uint8_t>(s[d - 1]), &levels_[d]);
-      if (levels_[d].tops.empty() && (d < s.size() || !levels_[d].ended)) {
+      levels_[d] = states_.Next(levels_[d - 1], static_cast<uint8_t>(s[d - 1]));
+      const Frontier& f = states_.state(levels_[d]);
+      if (f.tops.empty() && (d < s.size() || !f.ended)) {
         dead_depth = d;
         dead = true;
         break;

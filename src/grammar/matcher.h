@@ -64,7 +64,8 @@ class Matcher {
   internal::Frontier state_;
   bool terminated_ = false;
   std::vector<Snapshot> history_;  // history_.back() == current state
-  std::vector<internal::Frontier> levels_;  // scratch for CheckUncertain
+  internal::StateTable states_;  // memoized transitions for CheckUncertain
+  std::vector<int32_t> levels_;  // state id per depth (CheckUncertain scratch)
   internal::Frontier scratch_;
 };
 

@@ -76,4 +76,29 @@ bool StackEngine::AdvanceBytes(Frontier* state, const uint8_t* bytes, size_t n) 
   return true;
 }
 
+int32_t StateTable::Intern(const Frontier& f) {
+  std::string key(reinterpret_cast<const char*>(f.tops.data()), f.tops.size() * sizeof(uint64_t));
+  key += static_cast<char>(f.ended | (f.escaped << 1));
+  auto [it, inserted] = ids_.emplace(std::move(key), static_cast<int32_t>(states_.size()));
+  if (inserted) {
+    states_.push_back(f);
+    next_.emplace_back();
+    next_.back().fill(-1);
+  }
+  return it->second;
+}
+
+int32_t StateTable::Miss(int32_t state, uint8_t byte) {
+  engine_->Advance(states_[state], byte, &tmp_);
+  int32_t t = Intern(tmp_);
+  next_[state][byte] = t;
+  return t;
+}
+
+void StateTable::Clear() {
+  states_.clear();
+  next_.clear();
+  ids_.clear();
+}
+
 }  // namespace kiln::grammar::internal

@@ -6,7 +6,9 @@
 // Internal to kiln_grammar. Not thread-safe (the NodePool mutates); one per thread/matcher.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -68,6 +70,32 @@ class StackEngine {
   const Grammar& g_;
   NodePool* pool_;
   std::vector<uint64_t> seen_;  // (pos, parent) already expanded in this step
+  Frontier tmp_;
+};
+
+// Parse states interned, with their byte transitions memoized: inside strings and other loops
+// the same few states recur, so most steps cost one table lookup instead of a stack-engine step
+// (a lazily built DFA). Used by trie walks (compiler) and uncertain-token checks (matcher).
+class StateTable {
+ public:
+  explicit StateTable(StackEngine* engine) : engine_(engine) {}
+
+  int32_t Intern(const Frontier& f);
+  int32_t Next(int32_t state, uint8_t byte) {
+    int32_t t = next_[state][byte];
+    return t >= 0 ? t : Miss(state, byte);
+  }
+  const Frontier& state(int32_t id) const { return states_[id]; }
+  size_t size() const { return states_.size(); }
+  void Clear();
+
+ private:
+  int32_t Miss(int32_t state, uint8_t byte);
+
+  StackEngine* engine_;
+  std::vector<Frontier> states_;
+  std::vector<std::array<int32_t, 256>> next_;
+  std::unordered_map<std::string, int32_t> ids_;
   Frontier tmp_;
 };
 

@@ -47,8 +47,21 @@ namespace kiln::kernels::ref {
 // out[head_dim] = sum_j softmax_j(scale * q . K[j]) V[j] over positions j in [pos_begin, pos_end)
 // of kv_head (the caller applies causality and sliding windows by choosing the range;
 // pos_end > pos_begin). scores: scratch of pos_end - pos_begin floats. Accumulates in double.
+//
+// round_qp_to_kv_dtype (only meaningful for f16 views): reproduce llama.cpp's CPU attention
+// without flash attention, the numerics GGUF models are judged by. There q is rounded to f16
+// before q.K, the scores get scale and a float softmax (exp in float, sum in double, one float
+// reciprocal), the probabilities are rounded to f16 before P.V, and both dot products are f16
+// products summed in float lanes in the AVX-512 order (GgmlF16Dot). Greedy decoding of small
+// quantized models flips on differences this size, so the HF path keeps the exact version.
 void AttentionHead(const float* q, const KvView& kv, int kv_head, int32_t pos_begin,
-                   int32_t pos_end, float scale, float* scores, float* out);
+                   int32_t pos_end, float scale, float* scores, float* out,
+                   bool round_qp_to_kv_dtype = false);
+
+// Sum of x[i] * y[i] (values exactly representable in f16) the way ggml's AVX-512
+// vec_dot_f16 adds them: 64 float lanes (4 vectors of 16), element i into lane i % 64, the
+// vectors folded pairwise, 16 lanes reduced as a tree; a tail of n % 64 added in double.
+float GgmlF16Dot(const float* x, const float* y, int n);
 
 // Stored K/V element as float (f32 or f16 views).
 float KvElem(const KvView& kv, const uint8_t* row, int i);

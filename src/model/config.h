@@ -62,6 +62,10 @@ struct ModelConfig {
   float embedding_scale = 1.0f;  // Gemma: sqrt(n_embd)
   Activation activation = Activation::kSilu;
   float attention_scale = 0.0f;  // multiplies q.k; default 1/sqrt(head_dim)
+  // Reproduce llama.cpp's CPU rounding where it differs from exact f32 math (GGUF sources, so
+  // greedy decoding agrees with llama.cpp): f16 q and softmax probabilities against an f16 KV
+  // cache (backend::AttentionParams::round_qp_to_kv_dtype).
+  bool ggml_attention_rounding = false;
 
   bool IsSliding(int layer) const {
     return layer < static_cast<int>(layer_sliding.size()) && layer_sliding[layer];

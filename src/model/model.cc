@@ -283,6 +283,7 @@ void Model::Layer(int il, int64_t n, const KvTarget& target) {
   p.head_dim = c.head_dim;
   p.window = c.IsSliding(il) ? c.sliding_window : 0;
   p.scale = c.attention_scale;
+  p.round_qp_to_kv_dtype = c.ggml_attention_rounding;
   backend::KvView view = target.storage->View(il);
   view.block_tokens = target.block_tokens;
   const int64_t q_row = static_cast<int64_t>(c.n_heads) * c.head_dim;

@@ -88,6 +88,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "non-finite logits at step %d\n", i);
       return 1;
     }
+    if (std::getenv("MARGINS") != nullptr) {  // top-1 minus top-2 logit, for near-tie analysis
+      float second = -INFINITY;
+      for (int64_t v = 0; v < n_vocab; ++v) {
+        if (v != best && logits[v] > second) second = logits[v];
+      }
+      std::fprintf(stderr, "step %d token %d margin %.6f\n", i, best, logits[best] - second);
+    }
     std::printf("%d ", best);
     text += TokenText(**m, best);
     batch.Clear();

@@ -1,6 +1,8 @@
 // Scalar reference attention for one query head: two passes (scores, then softmax-weighted
-// sum of values), everything accumulated in double.
+// sum of values), everything accumulated in double; or llama.cpp's f16 rounding on request.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "base/check.h"
 #include "kernels/attention.h"
@@ -20,10 +22,94 @@ float KvElem(const KvView& kv, const uint8_t* row, int i) {
   return f;
 }
 
+namespace {
+
+// f32 → nearest f16 → f32.
+float RoundF16(float x) { return Fp16ToFp32(Fp32ToFp16(x)); }
+
+// Horizontal sum of 16 float lanes in the order of GCC's _mm512_reduce_add_ps: halves of
+// 8, then 4, then adjacent pairs, then the two pair sums.
+float ReduceAdd16(const float* v) {
+  float a[8], b[4];
+  for (int i = 0; i < 8; ++i) a[i] = v[i] + v[i + 8];
+  for (int i = 0; i < 4; ++i) b[i] = a[i] + a[i + 4];
+  return (b[0] + b[1]) + (b[2] + b[3]);
+}
+
+// Scores and softmax of the llama.cpp-compatible path (see attention.h); leaves the f16-rounded
+// probabilities in scores.
+void GgmlSoftmaxScores(const float* q, const KvView& kv, int kv_head, int32_t pos_begin,
+                       int32_t pos_end, float scale, float* scores) {
+  const int d = kv.head_dim;
+  float qh[kMaxAttentionHeadDim], krow[kMaxAttentionHeadDim];
+  for (int i = 0; i < d; ++i) qh[i] = RoundF16(q[i]);
+  float max_score = -INFINITY;
+  for (int32_t p = pos_begin; p < pos_end; ++p) {
+    const uint8_t* k = kv.KRow(p, kv_head);
+    for (int i = 0; i < d; ++i) krow[i] = KvElem(kv, k, i);
+    const float s = GgmlF16Dot(qh, krow, d) * scale;
+    scores[p - pos_begin] = s;
+    max_score = std::max(max_score, s);
+  }
+  double sum = 0.0;
+  for (int32_t p = pos_begin; p < pos_end; ++p) {
+    const float e = std::exp(scores[p - pos_begin] - max_score);
+    scores[p - pos_begin] = e;
+    sum += e;
+  }
+  const float inv_sum = static_cast<float>(1.0 / sum);
+  for (int32_t p = pos_begin; p < pos_end; ++p) {
+    scores[p - pos_begin] = RoundF16(scores[p - pos_begin] * inv_sum);
+  }
+}
+
+// The llama.cpp-compatible path: P.V as one f16 dot per output element over the positions
+// (llama.cpp stores V transposed without flash attention). Its dot runs over every cache cell
+// with masked cells at probability 0, so position p sits in lane p % 64 and nothing falls in
+// the tail: arrays here start at position 0 and are padded with zeros to a multiple of 64.
+void GgmlAttentionHead(const float* q, const KvView& kv, int kv_head, int32_t pos_begin,
+                       int32_t pos_end, float scale, float* scores, float* out) {
+  const int d = kv.head_dim;
+  GgmlSoftmaxScores(q, kv, kv_head, pos_begin, pos_end, scale, scores);
+  const size_t n_pad = (static_cast<size_t>(pos_end) + 63) / 64 * 64;
+  thread_local std::vector<float> probs, vcol;
+  probs.assign(n_pad, 0.0f);
+  vcol.assign(n_pad, 0.0f);
+  for (int32_t p = pos_begin; p < pos_end; ++p) probs[p] = scores[p - pos_begin];
+  for (int i = 0; i < d; ++i) {
+    for (int32_t p = pos_begin; p < pos_end; ++p) vcol[p] = KvElem(kv, kv.VRow(p, kv_head), i);
+    out[i] = GgmlF16Dot(probs.data(), vcol.data(), static_cast<int>(n_pad));
+  }
+}
+
+}  // namespace
+
+float GgmlF16Dot(const float* x, const float* y, int n) {
+  constexpr int kLanes = 64;
+  float lanes[kLanes] = {};
+  const int n_simd = n - n % kLanes;
+  for (int i = 0; i < n_simd; ++i) lanes[i % kLanes] += x[i] * y[i];
+  float v[16];
+  for (int l = 0; l < 16; ++l) {
+    const float a = lanes[l] + lanes[32 + l];
+    const float b = lanes[16 + l] + lanes[48 + l];
+    v[l] = a + b;
+  }
+  double sum = ReduceAdd16(v);
+  for (int i = n_simd; i < n; ++i) sum += static_cast<double>(x[i] * y[i]);
+  return static_cast<float>(sum);
+}
+
 void AttentionHead(const float* q, const KvView& kv, int kv_head, int32_t pos_begin,
-                   int32_t pos_end, float scale, float* scores, float* out) {
+                   int32_t pos_end, float scale, float* scores, float* out,
+                   bool round_qp_to_kv_dtype) {
   KILN_CHECK(pos_end > pos_begin) << "empty attention range " << pos_begin << ".." << pos_end;
   const int d = kv.head_dim;
+  KILN_CHECK(d > 0 && d <= kMaxAttentionHeadDim) << "head_dim " << d;
+  if (round_qp_to_kv_dtype && kv.dtype == DType::kF16) {
+    GgmlAttentionHead(q, kv, kv_head, pos_begin, pos_end, scale, scores, out);
+    return;
+  }
   double max_score = -INFINITY;
   for (int32_t p = pos_begin; p < pos_end; ++p) {
     const uint8_t* k = kv.KRow(p, kv_head);

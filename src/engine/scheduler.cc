@@ -1,0 +1,435 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/check.h"
+#include "base/logging.h"
+
+namespace kiln::engine {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+double MsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+// Seed of choice i: a fixed function of the request's seed so each choice has its own stream.
+uint64_t ChoiceSeed(uint64_t seed, int32_t choice) {
+  return choice == 0 ? seed : seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(choice));
+}
+}  // namespace
+
+void Histogram::Add(double v) {
+  size_t i = 0;
+  while (i < bounds.size() && v > bounds[i]) ++i;
+  ++counts[i];
+}
+
+Histogram Histogram::Latency() {
+  Histogram h;
+  h.bounds = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000};
+  h.counts.assign(h.bounds.size() + 1, 0);
+  return h;
+}
+
+struct Scheduler::ReqState {
+  Request req;
+  int64_t order = 0;
+  Clock::time_point arrival;
+  int32_t n_prompt = 0;
+  int32_t cached_tokens = 0;
+  int32_t n_finished = 0;
+  int32_t completion_tokens = 0;
+  bool forked = false;
+  bool first_token = false;
+  bool prefix_queried = false;
+  std::vector<std::unique_ptr<Seq>> seqs;
+};
+
+struct Scheduler::Seq {
+  ReqState* req = nullptr;
+  int32_t choice = 0;
+  std::vector<int32_t> tokens;  // prompt + generated
+  int32_t n_computed = 0;       // positions whose K/V are in the table
+  kv::BlockTable table;
+  sampling::Sampler sampler;
+  sampling::PenaltyState penalties;
+  std::unique_ptr<tokenizer::Detokenizer> detok;
+  int32_t n_generated = 0;
+  bool running = false, finished = false;
+  Clock::time_point last_token;
+
+  explicit Seq(const sampling::SamplingParams& p) : sampler(p) {}
+  int32_t Remaining() const { return static_cast<int32_t>(tokens.size()) - n_computed; }
+};
+
+Scheduler::Scheduler(const SchedulerConfig& config, StepModel* model,
+                     std::shared_ptr<const tokenizer::Tokenizer> tokenizer)
+    : config_(config),
+      model_(model),
+      tok_(std::move(tokenizer)),
+      pool_(config.n_blocks, config.block_tokens),
+      cache_(&pool_) {
+  KILN_CHECK(config.max_sequences > 0 && config.prefill_chunk > 0 && config.max_context > 1)
+      << "bad scheduler config";
+  stats_.kv_blocks_total = config.n_blocks;
+  stats_.kv_block_tokens = config.block_tokens;
+}
+
+Scheduler::~Scheduler() { AbortAll(); }
+
+bool Scheduler::Older(const Seq& a, const Seq& b) const {
+  if (a.req->req.priority != b.req->req.priority) return a.req->req.priority < b.req->req.priority;
+  if (a.req->order != b.req->order) return a.req->order < b.req->order;
+  return a.choice < b.choice;
+}
+
+void Scheduler::EnqueueWaiting(Seq* s) {
+  auto it = std::upper_bound(waiting_.begin(), waiting_.end(), s,
+                             [&](const Seq* a, const Seq* b) { return Older(*a, *b); });
+  waiting_.insert(it, s);
+}
+
+void Scheduler::Add(Request request) {
+  KILN_CHECK(!request.prompt.empty() &&
+             static_cast<int32_t>(request.prompt.size()) < config_.max_context)
+      << "unvalidated request: prompt of " << request.prompt.size();
+  auto rs = std::make_unique<ReqState>();
+  rs->order = next_order_++;
+  rs->arrival = Clock::now();
+  rs->n_prompt = static_cast<int32_t>(request.prompt.size());
+  rs->req = std::move(request);
+  sampling::SamplingParams sp = rs->req.options.sampling;
+  auto seq = std::make_unique<Seq>(sp);
+  seq->req = rs.get();
+  seq->tokens = rs->req.prompt;
+  seq->penalties.AddPrompt(rs->req.prompt);
+  if (tok_) seq->detok = std::make_unique<tokenizer::Detokenizer>(tok_, rs->req.options.stop);
+  EnqueueWaiting(seq.get());
+  rs->seqs.push_back(std::move(seq));
+  stats_.prompt_tokens_total += rs->n_prompt;
+  requests_.push_back(std::move(rs));
+}
+
+int32_t Scheduler::AllocateBlock() {
+  int32_t id = pool_.Allocate();
+  if (id < 0 && cache_.Evict(1) == 1) id = pool_.Allocate();
+  return id;
+}
+
+bool Scheduler::EnsureBlocks(Seq& s, int32_t n_positions) {
+  const int32_t bt = config_.block_tokens;
+  // Copy-on-write: the partial block the next row writes into is shared with a fork.
+  if (s.n_computed % bt != 0) {
+    const int32_t idx = s.n_computed / bt;
+    const int32_t old = s.table.blocks()[idx];
+    if (pool_.RefCount(old) > 1) {
+      const int32_t fresh = AllocateBlock();
+      if (fresh < 0) return false;
+      model_->CopyBlock(old, fresh);
+      pool_.Unref(old);
+      s.table.ReplaceBlock(idx, fresh);
+    }
+  }
+  while (s.table.NumBlocks() < kv::BlockTable::BlocksFor(n_positions, bt)) {
+    const int32_t id = AllocateBlock();
+    if (id < 0) return false;
+    s.table.AppendBlock(id);
+  }
+  return true;
+}
+
+void Scheduler::CacheFullBlocks(const Seq& s) {
+  if (!config_.prefix_cache) return;
+  const int32_t n_full = s.n_computed / config_.block_tokens;
+  if (n_full > 0) cache_.Insert(s.tokens, s.table.blocks(), n_full);
+}
+
+void Scheduler::Preempt(Seq& s) {
+  CacheFullBlocks(s);  // recompute then reuses them unless they get evicted meanwhile
+  s.table.Release(pool_);
+  s.n_computed = 0;
+  s.running = false;
+  running_.erase(std::find(running_.begin(), running_.end(), &s));
+  EnqueueWaiting(&s);
+  ++stats_.preemptions;
+}
+
+bool Scheduler::PreemptYoungest(const Seq* requester) {
+  Seq* youngest = nullptr;
+  for (Seq* s : running_) {
+    if (youngest == nullptr || Older(*youngest, *s)) youngest = s;
+  }
+  if (youngest == nullptr) return false;
+  const bool self = youngest == requester;
+  Preempt(*youngest);
+  return !self;
+}
+
+void Scheduler::HandleCancellations() {
+  for (auto& rs : requests_) {
+    if (!rs->req.stream->cancelled()) continue;
+    for (auto& s : rs->seqs) {
+      if (s->finished) continue;
+      Event e;
+      e.choice = s->choice;
+      Finish(*s, e, "abort");
+      rs->req.stream->Push(std::move(e));
+    }
+  }
+  EraseFinishedRequests();
+}
+
+std::vector<Scheduler::Scheduled> Scheduler::Schedule() {
+  std::vector<Scheduled> out;
+  // 1. Running sequences, oldest first: decodes take one row; prefills share the chunk budget.
+  int32_t budget = config_.prefill_chunk;
+  std::vector<Seq*> order = running_;
+  std::sort(order.begin(), order.end(), [&](const Seq* a, const Seq* b) { return Older(*a, *b); });
+  for (Seq* s : order) {
+    if (!s->running) continue;  // preempted by an older sequence in this loop
+    const int32_t rem = s->Remaining();
+    int32_t rows = rem == 1 ? 1 : std::min(rem, budget);
+    if (rows == 0) continue;
+    bool ok = EnsureBlocks(*s, s->n_computed + rows);
+    while (!ok) {
+      if (!PreemptYoungest(s)) break;  // s itself was preempted
+      ok = EnsureBlocks(*s, s->n_computed + rows);
+    }
+    if (!ok) continue;
+    if (rem > 1) budget -= rows;
+    out.push_back({s, rows});
+  }
+  // 2. Admit waiting sequences while sequence slots, budget and blocks last (FCFS: stop at the
+  // first that does not fit).
+  while (!waiting_.empty() && budget > 0 &&
+         static_cast<int32_t>(running_.size()) < config_.max_sequences) {
+    Seq* s = waiting_.front();
+    const int32_t bt = config_.block_tokens;
+    std::vector<int32_t> hit;
+    int32_t matched = 0;
+    if (config_.prefix_cache) {
+      matched = cache_.Match(s->tokens, static_cast<int32_t>(s->tokens.size()) - 1, &hit);
+    }
+    const int32_t rows = std::min(static_cast<int32_t>(s->tokens.size()) - matched, budget);
+    const int32_t need = kv::BlockTable::BlocksFor(matched + rows, bt) - matched / bt;
+    if (pool_.NumFree() + cache_.NumEvictable() < need) {
+      for (int32_t id : hit) pool_.Unref(id);
+      break;
+    }
+    waiting_.erase(waiting_.begin());
+    for (int32_t id : hit) s->table.AppendBlock(id);
+    s->n_computed = matched;
+    s->table.SetNumTokens(matched);
+    if (!s->req->prefix_queried) {  // first admission: this is the request's cache lookup
+      s->req->prefix_queried = true;
+      s->req->cached_tokens = matched;
+      ++stats_.prefix_cache_queries;
+      stats_.prefix_cache_hit_tokens += matched;
+      stats_.prefix_cache_query_tokens += static_cast<int64_t>(s->tokens.size());
+    }
+    s->running = true;
+    running_.push_back(s);
+    if (!EnsureBlocks(*s, matched + rows)) {  // evictable count was optimistic: retry later
+      Preempt(*s);
+      --stats_.preemptions;
+      break;
+    }
+    budget -= rows;
+    out.push_back({s, rows});
+  }
+  return out;
+}
+
+void Scheduler::Step() {
+  HandleCancellations();
+  std::vector<Scheduled> sched = Schedule();
+  stats_.waiting = static_cast<int64_t>(waiting_.size());
+  stats_.running = static_cast<int64_t>(running_.size());
+  if (sched.empty()) return;
+  batch_.Clear();
+  std::vector<const std::vector<int32_t>*> tables;
+  for (size_t i = 0; i < sched.size(); ++i) {
+    Seq& s = *sched[i].seq;
+    tables.push_back(&s.table.blocks());
+    for (int32_t r = 0; r < sched[i].n_rows; ++r) {
+      const int32_t pos = s.n_computed + r;
+      const bool last = pos + 1 == static_cast<int32_t>(s.tokens.size());
+      batch_.Add(s.tokens[pos], pos, static_cast<int32_t>(i), last);
+    }
+  }
+  const Status st = model_->Forward(batch_, tables, &logits_);
+  ++stats_.steps;
+  if (!st.ok()) {
+    KILN_LOG(kError, "engine step failed: %s", st.ToString().c_str());
+    for (const Scheduled& sc : sched) {
+      for (auto& s : sc.seq->req->seqs) {
+        if (s->finished) continue;
+        Event e;
+        e.choice = s->choice;
+        e.error = st.ToString();
+        Finish(*s, e, "error");
+        s->req->req.stream->Push(std::move(e));
+      }
+    }
+    EraseFinishedRequests();
+    return;
+  }
+  const int32_t n_vocab = model_->n_vocab();
+  size_t logit_row = 0;
+  for (const Scheduled& sc : sched) {
+    Seq& s = *sc.seq;
+    if (s.finished) continue;
+    const int32_t before = s.n_computed;
+    s.n_computed += sc.n_rows;
+    s.table.SetNumTokens(s.n_computed);
+    if (s.n_computed / config_.block_tokens > before / config_.block_tokens) CacheFullBlocks(s);
+    if (s.Remaining() == 0) {
+      SampleFrom(s, logits_.data() + logit_row * n_vocab);
+      ++logit_row;
+    }
+  }
+  EraseFinishedRequests();
+  stats_.waiting = static_cast<int64_t>(waiting_.size());
+  stats_.running = static_cast<int64_t>(running_.size());
+  stats_.kv_blocks_used = pool_.NumUsed();
+}
+
+void Scheduler::Fork(Seq& parent) {
+  ReqState& rs = *parent.req;
+  rs.forked = true;
+  const RequestOptions& o = rs.req.options;
+  for (int32_t c = 1; c < o.n; ++c) {
+    sampling::SamplingParams sp = o.sampling;
+    sp.seed = ChoiceSeed(o.sampling.seed, c);
+    auto child = std::make_unique<Seq>(sp);
+    child->req = &rs;
+    child->choice = c;
+    child->tokens = parent.tokens;
+    child->n_computed = parent.n_computed;
+    child->table = parent.table.Fork(pool_);
+    child->penalties = parent.penalties;
+    if (tok_) child->detok = std::make_unique<tokenizer::Detokenizer>(tok_, o.stop);
+    child->running = true;
+    running_.push_back(child.get());
+    rs.seqs.push_back(std::move(child));
+  }
+}
+
+void Scheduler::SampleFrom(Seq& first, const float* logits) {
+  ReqState& rs = *first.req;
+  const RequestOptions& o = rs.req.options;
+  const int32_t n_vocab = model_->n_vocab();
+  std::vector<Seq*> targets = {&first};
+  if (!rs.forked && o.n > 1) {
+    Fork(first);
+    for (size_t c = 1; c < rs.seqs.size(); ++c) targets.push_back(rs.seqs[c].get());
+  }
+  rs.forked = true;
+  const Clock::time_point now = Clock::now();
+  if (!rs.first_token) {
+    rs.first_token = true;
+    stats_.ttft_ms.Add(MsBetween(rs.arrival, now));
+  }
+  for (Seq* sp : targets) {
+    Seq& s = *sp;
+    scratch_.assign(logits, logits + n_vocab);
+    std::span<float> row(scratch_);
+    s.penalties.Apply(o.penalties, row);
+    sampling::ApplyLogitBias(o.logit_bias, row);
+    if (s.n_generated < o.min_tokens) {
+      sampling::BanTokens(o.stop_token_ids, row);
+      if (tok_ && !o.ignore_eos) sampling::BanTokens(tok_->eog_ids(), row);
+    }
+    // TODO(#7): grammar token mask (sampling::ApplyTokenBitmask) goes here.
+    Event e;
+    e.choice = s.choice;
+    const int32_t id = s.sampler.Sample(row);
+    if (o.logprobs) {
+      sampling::LogSoftmax(row, &logprobs_);
+      LogprobEntry entry;
+      entry.token = {id, logprobs_[id]};
+      for (const auto& [tid, lp] : sampling::TopK(logprobs_, o.top_logprobs)) {
+        entry.top.push_back({tid, lp});
+      }
+      e.logprobs.push_back(std::move(entry));
+    }
+    if (s.n_generated > 0) stats_.itl_ms.Add(MsBetween(s.last_token, now));
+    s.last_token = now;
+    s.tokens.push_back(id);
+    ++s.n_generated;
+    ++rs.completion_tokens;
+    ++stats_.generated_tokens_total;
+    s.penalties.AddOutput(id);
+    e.token_ids.push_back(id);
+    const bool eog = !o.ignore_eos && tok_ && tok_->IsEndOfGeneration(id);
+    const bool stop_id =
+        std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), id) != o.stop_token_ids.end();
+    if (eog || stop_id) {
+      Finish(s, e, "stop");
+    } else {
+      if (s.detok) e.text = s.detok->Push(id);
+      if (s.detok && s.detok->stopped()) {
+        Finish(s, e, "stop");
+      } else if (s.n_generated == o.max_tokens ||
+                 static_cast<int32_t>(s.tokens.size()) >= config_.max_context) {
+        Finish(s, e, "length");
+      }
+    }
+    rs.req.stream->Push(std::move(e));
+  }
+}
+
+void Scheduler::Finish(Seq& s, Event& e, const char* reason) {
+  KILN_CHECK(!s.finished) << "finished twice";
+  if (s.detok && !s.detok->stopped() && std::string(reason) != "error") e.text += s.detok->Finish();
+  e.finish_reason = reason;
+  s.finished = true;
+  if (s.running) {
+    CacheFullBlocks(s);
+    s.table.Release(pool_);
+    s.running = false;
+    running_.erase(std::find(running_.begin(), running_.end(), &s));
+  } else {
+    s.table.Release(pool_);
+    auto it = std::find(waiting_.begin(), waiting_.end(), &s);
+    if (it != waiting_.end()) waiting_.erase(it);
+  }
+  ReqState& rs = *s.req;
+  ++rs.n_finished;
+  // The request is done when every choice finished (choices not forked yet count as pending).
+  const int32_t n_choices = rs.forked ? static_cast<int32_t>(rs.seqs.size()) : rs.req.options.n;
+  if (rs.n_finished == n_choices || !rs.forked) {
+    if (!rs.forked) {
+      // Finished before its first token (abort/error): the other choices never started.
+      for (int32_t c = 1; c < rs.req.options.n; ++c) {
+        Event other;
+        other.choice = c;
+        other.finish_reason = reason;
+        other.error = e.error;
+        rs.req.stream->Push(std::move(other));
+      }
+      rs.n_finished = rs.req.options.n;
+    }
+    e.done = true;
+    e.usage.prompt_tokens = rs.n_prompt;
+    e.usage.completion_tokens = rs.completion_tokens;
+    e.usage.cached_tokens = rs.cached_tokens;
+    ++stats_.requests_finished;
+  }
+}
+
+void Scheduler::EraseFinishedRequests() {
+  std::erase_if(requests_, [](const std::unique_ptr<ReqState>& rs) {
+    return rs->n_finished >= rs->req.options.n;
+  });
+}
+
+void Scheduler::AbortAll() {
+  for (auto& rs : requests_) rs->req.stream->Cancel();
+  HandleCancellations();
+  KILN_CHECK(requests_.empty() && running_.empty() && waiting_.empty()) << "abort left work";
+}
+
+}  // namespace kiln::engine

@@ -1,0 +1,111 @@
+// Scheduler: the serving engine's step. Continuous batching at step granularity: each Step()
+// builds ONE ragged batch of decode rows (one per running sequence) and prefill chunks
+// (bounded by prefill_chunk tokens per step), admits waiting sequences by KV budget (reusing
+// their longest cached prefix), preempts the youngest sequence by recompute when blocks run
+// out, samples, detokenizes, applies stop rules and pushes events to each request's stream.
+// n > 1: the prompt is prefilled once, then the choices fork and share its blocks
+// (copy-on-write of the last partial block).
+//
+// Determinism: a sequence's tokens depend only on its own rows (batch-invariant model ops)
+// and its own RNG, so they do not change with batch composition, preemption or cache hits.
+//
+// Engine-thread only; not thread-safe. EngineLoop is the only caller.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/request.h"
+#include "engine/step_model.h"
+#include "kv/block_pool.h"
+#include "kv/prefix_cache.h"
+#include "tokenizer/detokenizer.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kiln::engine {
+
+struct SchedulerConfig {
+  int32_t max_sequences = 4;   // running sequences at once
+  int32_t max_context = 2048;  // positions per sequence
+  int32_t n_blocks = 256;
+  int32_t block_tokens = kv::kDefaultBlockTokens;
+  int32_t prefill_chunk = 256;  // prompt tokens per step (all sequences together)
+  bool prefix_cache = true;
+};
+
+struct Histogram {
+  std::vector<double> bounds;   // upper bounds, ascending
+  std::vector<int64_t> counts;  // bounds.size() + 1 (+Inf last)
+  void Add(double v);
+  static Histogram Latency();   // ms buckets
+};
+
+struct SchedulerStats {
+  int64_t waiting = 0, running = 0;
+  int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_block_tokens = 0;
+  int64_t prefix_cache_queries = 0, prefix_cache_hit_tokens = 0, prefix_cache_query_tokens = 0;
+  int64_t requests_finished = 0, prompt_tokens_total = 0, generated_tokens_total = 0;
+  int64_t preemptions = 0, steps = 0;
+  Histogram ttft_ms = Histogram::Latency(), itl_ms = Histogram::Latency();
+};
+
+class Scheduler {
+ public:
+  // tokenizer may be null (tests): no text, no end-of-generation tokens, no stop strings.
+  Scheduler(const SchedulerConfig& config, StepModel* model,
+            std::shared_ptr<const tokenizer::Tokenizer> tokenizer);
+  ~Scheduler();
+
+  const SchedulerConfig& config() const { return config_; }
+  // Queues a validated request (prompt non-empty, shorter than max_context, ids in range).
+  void Add(Request request);
+  bool HasWork() const { return !requests_.empty(); }
+  // One forward over the scheduled rows. An error fails the step's requests, not the engine.
+  void Step();
+  // Ends every request with finish_reason "abort" (shutdown).
+  void AbortAll();
+
+  const SchedulerStats& stats() const { return stats_; }
+  const kv::BlockPool& pool() const { return pool_; }
+  kv::PrefixCache& prefix_cache() { return cache_; }
+
+ private:
+  struct ReqState;
+  struct Seq;
+  struct Scheduled {
+    Seq* seq;
+    int32_t n_rows;
+  };
+
+  void HandleCancellations();
+  std::vector<Scheduled> Schedule();
+  bool EnsureBlocks(Seq& s, int32_t n_positions);
+  int32_t AllocateBlock();
+  bool PreemptYoungest(const Seq* keep_older_than);
+  void Preempt(Seq& s);
+  void CacheFullBlocks(const Seq& s);
+  void SampleFrom(Seq& s, const float* logits);
+  void Fork(Seq& parent);
+  void Finish(Seq& s, Event& e, const char* reason);
+  void EraseFinishedRequests();
+  void EnqueueWaiting(Seq* s);
+  bool Older(const Seq& a, const Seq& b) const;
+
+  SchedulerConfig config_;
+  StepModel* model_;
+  std::shared_ptr<const tokenizer::Tokenizer> tok_;
+  kv::BlockPool pool_;
+  kv::PrefixCache cache_;
+  std::vector<std::unique_ptr<ReqState>> requests_;
+  std::vector<Seq*> waiting_;  // sorted oldest first
+  std::vector<Seq*> running_;  // admission order
+  int64_t next_order_ = 0;
+  SchedulerStats stats_;
+  model::Batch batch_;
+  std::vector<float> logits_, scratch_, logprobs_;
+};
+
+}  // namespace kiln::engine
