@@ -134,6 +134,7 @@ struct HttpServer::Impl {
   bool Authorized(const httplib::Request& req) const;
   std::optional<ApiError> CheckModel(const std::string& model) const;
   std::optional<ApiError> BuildPrompt(const ParsedRequest& p, std::vector<int32_t>* ids) const;
+  std::optional<ApiError> CheckContext(const CompletionRequest& r) const;
   void HandleGenerate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
   void RespondOnce(httplib::Response& res, std::unique_ptr<RequestStream> stream,
                    std::unique_ptr<InFlight> guard, const ParsedRequest& p, ResponseMeta meta);
@@ -187,6 +188,22 @@ std::optional<ApiError> HttpServer::Impl::BuildPrompt(const ParsedRequest& p,
   return std::nullopt;
 }
 
+// OpenAI rejects prompt + max_tokens beyond the context instead of silently clamping.
+std::optional<ApiError> HttpServer::Impl::CheckContext(const CompletionRequest& r) const {
+  int64_t n_prompt = static_cast<int64_t>(r.prompt_ids.size());
+  int64_t want = n_prompt + std::max<int64_t>(r.sampling.max_tokens, 0);
+  if (opt.max_context <= 0 || want <= opt.max_context) return std::nullopt;
+  bool prompt_too_long = n_prompt >= opt.max_context;
+  return ApiError{
+      .message = StrFormat("This model's maximum context length is %d tokens. However, you "
+                           "requested %lld tokens (%lld in the prompt, %d for the completion). "
+                           "Please reduce the prompt or max_tokens.",
+                           opt.max_context, static_cast<long long>(want),
+                           static_cast<long long>(n_prompt), std::max(r.sampling.max_tokens, 0)),
+      .param = prompt_too_long ? "messages" : "max_tokens",
+      .code = "context_length_exceeded"};
+}
+
 void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Response& res,
                                       Endpoint endpoint) {
   auto guard = std::make_unique<InFlight>(&in_flight);
@@ -203,6 +220,7 @@ void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Resp
   CompletionRequest creq;
   if (auto err = BuildPrompt(p, &creq.prompt_ids)) return SendError(res, *err);
   creq.sampling = p.sampling;
+  if (auto err = CheckContext(creq)) return SendError(res, *err);
   auto stream = engine.Submit(std::move(creq));
   if (!stream.ok()) return SendError(res, ErrorFromStatus(stream.status()));
   ResponseMeta meta{.endpoint = endpoint,

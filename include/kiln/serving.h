@@ -4,6 +4,18 @@
 //
 // Status: the contract of issue #5/#6. Field meanings follow OpenAI's API where a field of the
 // same name exists there.
+//
+// Implementation status (engine, src/api/serving.cc): step 1 ready, and more — one engine
+// thread, paged KV (16-token blocks) with continuous batching (chunked prefill mixed with
+// decodes in one forward), preemption by recompute, prefix cache (cached_tokens), full
+// per-request sampling, Cancel, Metrics. Details a front end may rely on:
+//  - A token that ends generation (EOS/EOT unless ignore_eos, or one of stop_token_ids) is in
+//    the final event's token_ids but contributes no text. Stop strings are never emitted.
+//  - logprobs are log-softmax of the logits after penalties, logit_bias and min_tokens bans,
+//    before temperature / top-k / top-p / min-p (i.e. the model's distribution as adjusted).
+//  - n > 1: choice 0 uses `seed`, choice i a fixed function of it; the prompt is computed once.
+//  - Dropping a RequestStream cancels its request. Errors of Submit: InvalidArgument naming
+//    the field; Unimplemented for a non-empty grammar (#7).
 #pragma once
 
 #include <chrono>

@@ -208,6 +208,7 @@ class LocalServingEngine final : public ServingEngine {
     {
       std::lock_guard<std::mutex> lock(mu_);
       metrics_.requests_finished++;
+      metrics_.running = 0;
       metrics_.prompt_tokens_total += usage.prompt_tokens;
       metrics_.generated_tokens_total += usage.completion_tokens;
       if (result->gen_ms > 0 && usage.completion_tokens > 1) {

@@ -140,7 +140,9 @@ json EventChunk(const ResponseMeta& meta, const StreamEvent& event, bool want_lo
   }
   choice["finish_reason"] = FinishJson(event.finish_reason);
   chunk["choices"] = json::array({std::move(choice)});
-  if (include_usage) chunk["usage"] = nullptr;
+  // Chat chunks carry "usage": null until the usage chunk; the legacy completion schema has
+  // no nullable usage, so its chunks leave the field out.
+  if (include_usage && meta.endpoint == Endpoint::kChat) chunk["usage"] = nullptr;
   return chunk;
 }
 

@@ -8,6 +8,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -18,6 +20,17 @@
 #include "sampling/sampler.h"
 
 namespace kiln::engine {
+
+// Token-mask hook (grammar, #7): per-choice state restricting the next token. The scheduler
+// calls Fill before sampling and Accept with the sampled token; one instance per choice.
+class TokenMask {
+ public:
+  virtual ~TokenMask() = default;
+  // Sets *allowed to a bitset over the vocabulary (bit id % 32 of word id / 32); returns false
+  // when nothing is restricted at this step.
+  virtual bool Fill(std::vector<uint32_t>* allowed) = 0;
+  virtual void Accept(int32_t token) = 0;
+};
 
 struct RequestOptions {
   sampling::SamplingParams sampling;  // temperature, top_k, top_p, min_p, seed
@@ -31,6 +44,8 @@ struct RequestOptions {
   bool ignore_eos = false;
   bool logprobs = false;
   int32_t top_logprobs = 0;
+  // Null: no mask. Called once per choice (engine thread) when the choice starts sampling.
+  std::function<std::unique_ptr<TokenMask>()> token_mask_factory;
 };
 
 struct TokenLogprob {

@@ -58,6 +58,7 @@ struct Scheduler::Seq {
   std::unique_ptr<tokenizer::Detokenizer> detok;
   int32_t n_generated = 0;
   bool running = false, finished = false;
+  std::unique_ptr<TokenMask> mask;  // grammar hook, created at the first sample
   Clock::time_point last_token;
 
   explicit Seq(const sampling::SamplingParams& p) : sampler(p) {}
@@ -342,7 +343,8 @@ void Scheduler::SampleFrom(Seq& first, const float* logits) {
       sampling::BanTokens(o.stop_token_ids, row);
       if (tok_ && !o.ignore_eos) sampling::BanTokens(tok_->eog_ids(), row);
     }
-    // TODO(#7): grammar token mask (sampling::ApplyTokenBitmask) goes here.
+    if (o.token_mask_factory && s.n_generated == 0 && !s.mask) s.mask = o.token_mask_factory();
+    if (s.mask && s.mask->Fill(&mask_bits_)) sampling::ApplyTokenBitmask(mask_bits_, row);
     Event e;
     e.choice = s.choice;
     const int32_t id = s.sampler.Sample(row);
@@ -362,6 +364,7 @@ void Scheduler::SampleFrom(Seq& first, const float* logits) {
     ++rs.completion_tokens;
     ++stats_.generated_tokens_total;
     s.penalties.AddOutput(id);
+    if (s.mask) s.mask->Accept(id);
     e.token_ids.push_back(id);
     const bool eog = !o.ignore_eos && tok_ && tok_->IsEndOfGeneration(id);
     const bool stop_id =

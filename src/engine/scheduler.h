@@ -106,6 +106,7 @@ class Scheduler {
   SchedulerStats stats_;
   model::Batch batch_;
   std::vector<float> logits_, scratch_, logprobs_;
+  std::vector<uint32_t> mask_bits_;
 };
 
 }  // namespace kiln::engine

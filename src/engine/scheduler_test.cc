@@ -1,0 +1,340 @@
+// Scheduler against a FakeModel (no weights; MLC-LLM's mock-engine idea): the fake stores each
+// row's (token, position) in the paged slots and computes logits from the history it READS BACK
+// through the block table, checking every slot. So a wrong block table, a missed copy-on-write
+// or a bad prefix-cache hit changes the output or fails the check. The oracle is the same
+// logits function evaluated directly on the token history, sampled with the same Sampler.
+#include "engine/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+namespace kiln::engine {
+namespace {
+
+constexpr int32_t kVocab = 64;
+
+void FakeLogits(const std::vector<int32_t>& history, float* out) {
+  uint64_t h = 1469598103934665603ull;
+  for (int32_t t : history) h = (h ^ static_cast<uint64_t>(t)) * 1099511628211ull;
+  for (int32_t v = 0; v < kVocab; ++v) {
+    const uint64_t x = (h ^ (static_cast<uint64_t>(v) * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
+    out[v] = static_cast<float>((x >> 40) % 1000) / 250.0f;
+  }
+}
+
+class FakeModel final : public StepModel {
+ public:
+  FakeModel(int32_t n_blocks, int32_t bt) : bt_(bt), token_(n_blocks * bt, -1), pos_(n_blocks * bt, -1) {}
+  int32_t n_vocab() const override { return kVocab; }
+  Status Forward(const model::Batch& batch, const std::vector<const std::vector<int32_t>*>& tables,
+                 std::vector<float>* logits) override {
+    ++calls;
+    max_rows = std::max(max_rows, batch.rows.size());
+    std::map<int32_t, int> rows_per_seq;
+    for (const model::BatchRow& r : batch.rows) {
+      const int32_t slot = Slot(*tables[r.seq_idx], r.pos);
+      token_[slot] = r.token;
+      pos_[slot] = r.pos;
+      ++rows_per_seq[r.seq_idx];
+    }
+    max_seqs = std::max(max_seqs, rows_per_seq.size());
+    logits->assign(batch.NumLogitRows() * kVocab, 0);
+    float* out = logits->data();
+    for (const model::BatchRow& r : batch.rows) {
+      if (!r.want_logits) continue;
+      std::vector<int32_t> history;
+      for (int32_t p = 0; p <= r.pos; ++p) {
+        const int32_t slot = Slot(*tables[r.seq_idx], p);
+        if (pos_[slot] != p) return Internal("slot %d holds position %d, want %d", slot, pos_[slot], p);
+        history.push_back(token_[slot]);
+      }
+      FakeLogits(history, out);
+      out += kVocab;
+    }
+    return Status::Ok();
+  }
+  void CopyBlock(int32_t src, int32_t dst) override {
+    ++copies;
+    for (int32_t i = 0; i < bt_; ++i) {
+      token_[dst * bt_ + i] = token_[src * bt_ + i];
+      pos_[dst * bt_ + i] = pos_[src * bt_ + i];
+    }
+  }
+  int calls = 0, copies = 0;
+  size_t max_rows = 0, max_seqs = 0;
+
+ private:
+  int32_t Slot(const std::vector<int32_t>& table, int32_t pos) const {
+    return table.at(pos / bt_) * bt_ + pos % bt_;
+  }
+  int32_t bt_;
+  std::vector<int32_t> token_, pos_;
+};
+
+// The oracle: generation straight from the history.
+std::vector<int32_t> Reference(std::vector<int32_t> tokens, const RequestOptions& o, uint64_t seed) {
+  sampling::SamplingParams sp = o.sampling;
+  sp.seed = seed;
+  sampling::Sampler sampler(sp);
+  std::vector<float> logits(kVocab);
+  std::vector<int32_t> out;
+  for (int32_t i = 0; i < o.max_tokens; ++i) {
+    FakeLogits(tokens, logits.data());
+    const int32_t id = sampler.Sample(logits);
+    out.push_back(id);
+    tokens.push_back(id);
+  }
+  return out;
+}
+
+struct Collected {
+  std::map<int32_t, std::vector<int32_t>> tokens;  // per choice
+  std::map<int32_t, std::string> finish;
+  bool done = false;
+  Usage usage;
+};
+
+Collected Drain(OutputStream& s) {
+  Collected c;
+  while (auto e = s.Pop(std::chrono::milliseconds(0))) {
+    auto& v = c.tokens[e->choice];
+    v.insert(v.end(), e->token_ids.begin(), e->token_ids.end());
+    if (e->finish_reason) c.finish[e->choice] = *e->finish_reason;
+    if (e->done) {
+      c.done = true;
+      c.usage = e->usage;
+    }
+  }
+  return c;
+}
+
+std::vector<int32_t> Prompt(int n, int salt) {
+  std::vector<int32_t> p(n);
+  for (int i = 0; i < n; ++i) p[i] = (i * 7 + salt * 13) % kVocab;
+  return p;
+}
+
+Request MakeRequest(std::vector<int32_t> prompt, int32_t max_tokens, float temp, uint64_t seed,
+                    int32_t n = 1) {
+  Request r;
+  r.prompt = std::move(prompt);
+  r.options.max_tokens = max_tokens;
+  r.options.sampling.temperature = temp;
+  r.options.sampling.seed = seed;
+  r.options.n = n;
+  r.stream = std::make_shared<OutputStream>();
+  return r;
+}
+
+void RunToEnd(Scheduler& s, int max_steps = 100000) {
+  for (int i = 0; i < max_steps && s.HasWork(); ++i) s.Step();
+  ASSERT_FALSE(s.HasWork()) << "did not finish";
+}
+
+struct Rig {
+  SchedulerConfig config;
+  std::unique_ptr<FakeModel> model;
+  std::unique_ptr<Scheduler> sched;
+  explicit Rig(SchedulerConfig c) : config(c) {
+    model = std::make_unique<FakeModel>(c.n_blocks, c.block_tokens);
+    sched = std::make_unique<Scheduler>(c, model.get(), nullptr);
+  }
+};
+
+SchedulerConfig Config(int32_t n_blocks, int32_t max_seqs, int32_t chunk, int32_t bt = 4) {
+  SchedulerConfig c;
+  c.n_blocks = n_blocks;
+  c.block_tokens = bt;
+  c.max_sequences = max_seqs;
+  c.prefill_chunk = chunk;
+  c.max_context = 256;
+  return c;
+}
+
+// 16 requests of different lengths, greedy and seeded, under several configurations: each
+// request's tokens equal the oracle's, and all blocks return to the pool (after the cache is
+// cleared).
+void CheckLoad(SchedulerConfig c, bool expect_preemption) {
+  Rig s(c);
+  std::vector<Request> reqs;
+  std::vector<std::shared_ptr<OutputStream>> streams;
+  for (int i = 0; i < 16; ++i) {
+    Request r = MakeRequest(Prompt(3 + (i * 11) % 40, i % 5), 5 + (i * 7) % 30,
+                            i % 2 ? 0.8f : 0.0f, 1000 + i);
+    reqs.push_back(r);
+    streams.push_back(r.stream);
+    s.sched->Add(r);
+  }
+  RunToEnd(*s.sched);
+  for (int i = 0; i < 16; ++i) {
+    Collected got = Drain(*streams[i]);
+    ASSERT_TRUE(got.done) << i;
+    EXPECT_EQ(got.tokens[0], Reference(reqs[i].prompt, reqs[i].options, 1000 + i)) << "request " << i;
+    EXPECT_EQ(got.finish[0], "length");
+    EXPECT_EQ(got.usage.completion_tokens, reqs[i].options.max_tokens);
+  }
+  EXPECT_EQ(s.sched->stats().preemptions > 0, expect_preemption);
+  EXPECT_LE(s.model->max_seqs, static_cast<size_t>(c.max_sequences));
+  s.sched->prefix_cache().Clear();
+  EXPECT_EQ(s.sched->pool().NumFree(), c.n_blocks);
+}
+
+TEST(SchedulerTest, ManyRequestsMatchOracleWithRoomForAll) { CheckLoad(Config(512, 16, 64), false); }
+TEST(SchedulerTest, TinyKvBudgetPreemptsAndStillMatches) { CheckLoad(Config(20, 16, 16), true); }
+TEST(SchedulerTest, OneAtATime) { CheckLoad(Config(64, 1, 8), false); }
+TEST(SchedulerTest, NoPrefixCacheUnderPressure) {
+  SchedulerConfig c = Config(20, 8, 16);
+  c.prefix_cache = false;
+  CheckLoad(c, true);
+}
+
+TEST(SchedulerTest, ChunkedPrefillDoesNotStallRunningDecodes) {
+  Rig s(Config(128, 4, 8));
+  Request a = MakeRequest(Prompt(5, 1), 40, 0.0f, 1);
+  s.sched->Add(a);
+  for (int i = 0; i < 3; ++i) s.sched->Step();  // a is decoding
+  ASSERT_EQ(Drain(*a.stream).tokens[0].size(), 3u);
+  Request b = MakeRequest(Prompt(100, 2), 3, 0.0f, 2);
+  s.sched->Add(b);
+  int a_tokens = 0;
+  for (int i = 0; i < 13; ++i) {
+    s.sched->Step();
+    a_tokens += static_cast<int>(Drain(*a.stream).tokens[0].size());
+  }
+  EXPECT_EQ(a_tokens, 13);  // one token per step while b's 100-token prompt is prefilled
+  EXPECT_LE(s.model->max_rows, 8u + 1u);
+  EXPECT_EQ(Drain(*b.stream).tokens[0].size(), 1u);  // b's prefill took 13 chunks of 8
+  RunToEnd(*s.sched);
+}
+
+TEST(SchedulerTest, NChoicesShareThePromptWithCopyOnWrite) {
+  Rig s(Config(64, 8, 64));
+  Request r = MakeRequest(Prompt(10, 3), 12, 1.0f, 77, /*n=*/4);  // 10 % 4 != 0: shared partial block
+  s.sched->Add(r);
+  s.sched->Step();  // prefill + first tokens of all 4 choices
+  EXPECT_EQ(s.sched->pool().NumUsed(), 3);  // the 3 prompt blocks, shared
+  RunToEnd(*s.sched);
+  Collected got = Drain(*r.stream);
+  ASSERT_TRUE(got.done);
+  EXPECT_GT(s.model->copies, 0);
+  std::set<std::vector<int32_t>> distinct;
+  for (int c = 0; c < 4; ++c) {
+    const uint64_t seed = c == 0 ? 77 : 77 ^ (0x9E3779B97F4A7C15ull * c);
+    EXPECT_EQ(got.tokens[c], Reference(r.prompt, r.options, seed)) << "choice " << c;
+    distinct.insert(got.tokens[c]);
+  }
+  EXPECT_EQ(distinct.size(), 4u);
+  EXPECT_EQ(got.usage.completion_tokens, 48);
+  s.sched->prefix_cache().Clear();
+  EXPECT_EQ(s.sched->pool().NumFree(), 64);
+}
+
+TEST(SchedulerTest, CancelFreesBlocksAtTheNextStep) {
+  Rig s(Config(64, 4, 64));
+  Request a = MakeRequest(Prompt(30, 1), 100, 0.0f, 1, 2);
+  Request b = MakeRequest(Prompt(9, 2), 100, 0.0f, 1);
+  s.sched->Add(a);
+  s.sched->Add(b);
+  for (int i = 0; i < 5; ++i) s.sched->Step();
+  const int32_t used = s.sched->pool().NumUsed();
+  a.stream->Cancel();
+  s.sched->Step();
+  EXPECT_LT(s.sched->pool().NumUsed(), used);
+  Collected got = Drain(*a.stream);
+  EXPECT_TRUE(got.done);
+  EXPECT_EQ(got.finish[0], "abort");
+  EXPECT_EQ(got.finish[1], "abort");
+  b.stream->Cancel();
+  s.sched->Step();
+  EXPECT_FALSE(s.sched->HasWork());
+  s.sched->prefix_cache().Clear();
+  EXPECT_EQ(s.sched->pool().NumFree(), 64);
+}
+
+TEST(SchedulerTest, PrefixCacheHitGivesSameTokensAndCountsCachedTokens) {
+  Rig s(Config(64, 4, 64));
+  Request a = MakeRequest(Prompt(23, 4), 6, 0.7f, 5);
+  s.sched->Add(a);
+  RunToEnd(*s.sched);
+  Collected first = Drain(*a.stream);
+  Request b = MakeRequest(Prompt(23, 4), 6, 0.7f, 5);
+  s.sched->Add(b);
+  RunToEnd(*s.sched);
+  Collected second = Drain(*b.stream);
+  EXPECT_EQ(first.tokens[0], second.tokens[0]);
+  EXPECT_EQ(first.usage.cached_tokens, 0);
+  EXPECT_EQ(second.usage.cached_tokens, 20);  // 5 full blocks of 4 (the last token is recomputed)
+  EXPECT_EQ(s.sched->stats().prefix_cache_hit_tokens, 20);
+}
+
+TEST(SchedulerTest, AdmissionRespectsMaxSequences) {
+  Rig s(Config(256, 2, 64));
+  std::vector<Request> reqs;
+  for (int i = 0; i < 5; ++i) {
+    reqs.push_back(MakeRequest(Prompt(4, i), 4, 0.0f, 1));
+    s.sched->Add(reqs.back());
+  }
+  s.sched->Step();
+  EXPECT_EQ(s.sched->stats().running, 2);
+  EXPECT_EQ(s.sched->stats().waiting, 3);
+  RunToEnd(*s.sched);
+  EXPECT_EQ(s.model->max_seqs, 2u);
+  for (Request& r : reqs) EXPECT_TRUE(Drain(*r.stream).done);
+}
+
+TEST(SchedulerTest, StopTokenIdsMinTokensAndPenaltiesApply) {
+  Rig s(Config(64, 4, 64));
+  Request r = MakeRequest(Prompt(6, 1), 30, 0.0f, 1);
+  const std::vector<int32_t> ref = Reference(r.prompt, r.options, 1);
+  r.options.stop_token_ids = {ref[3]};
+  r.options.min_tokens = 0;
+  s.sched->Add(r);
+  RunToEnd(*s.sched);
+  Collected got = Drain(*r.stream);
+  // Stops at the first occurrence of ref[3] (included in token_ids, as EOS is).
+  const auto first = std::find(ref.begin(), ref.end(), ref[3]);
+  EXPECT_EQ(got.tokens[0], std::vector<int32_t>(ref.begin(), first + 1));
+  EXPECT_EQ(got.finish[0], "stop");
+
+  Request m = MakeRequest(Prompt(6, 1), 30, 0.0f, 1);
+  m.options.stop_token_ids = {ref[0]};
+  m.options.min_tokens = 2;  // ref[0] is banned for the first 2 tokens
+  s.sched->Add(m);
+  RunToEnd(*s.sched);
+  got = Drain(*m.stream);
+  ASSERT_GE(got.tokens[0].size(), 2u);
+  EXPECT_NE(got.tokens[0][0], ref[0]);
+  EXPECT_NE(got.tokens[0][1], ref[0]);
+}
+
+// Allows only even token ids and records what it was told.
+class EvenOnly final : public TokenMask {
+ public:
+  explicit EvenOnly(std::vector<int32_t>* seen) : seen_(seen) {}
+  bool Fill(std::vector<uint32_t>* allowed) override {
+    allowed->assign((kVocab + 31) / 32, 0x55555555u);
+    return true;
+  }
+  void Accept(int32_t token) override { seen_->push_back(token); }
+
+ private:
+  std::vector<int32_t>* seen_;
+};
+
+TEST(SchedulerTest, TokenMaskHookRestrictsSampling) {
+  Rig s(Config(64, 4, 64));
+  std::vector<int32_t> seen;
+  Request r = MakeRequest(Prompt(7, 2), 20, 1.0f, 9);
+  r.options.token_mask_factory = [&] { return std::make_unique<EvenOnly>(&seen); };
+  s.sched->Add(r);
+  RunToEnd(*s.sched);
+  Collected got = Drain(*r.stream);
+  ASSERT_EQ(got.tokens[0].size(), 20u);
+  for (int32_t t : got.tokens[0]) EXPECT_EQ(t % 2, 0) << t;
+  EXPECT_EQ(seen, got.tokens[0]);
+}
+
+}  // namespace
+}  // namespace kiln::engine

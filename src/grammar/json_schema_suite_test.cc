@@ -124,7 +124,7 @@ void RunFile(const fs::path& file, Tally* t) {
     const json& schema = group["schema"];
     auto gbnf = JsonSchemaToGbnf(schema.dump());
     if (!gbnf.ok()) {
-      const std::string& msg = gbnf.status().message();
+      const std::string msg = gbnf.status().message();
       size_t a = msg.find("keyword '");
       EXPECT_NE(a, std::string::npos) << file.filename() << ": " << msg;
       std::string kw = a == std::string::npos ? "?" : msg.substr(a + 9, msg.find('\'', a + 9) - a - 9);

@@ -8,7 +8,10 @@
 
 namespace kiln::kernels {
 
-enum class Activation { kSilu, kGeluTanh };
+//   kGeluTanhF16Table: kGeluTanh as ggml's CPU computes it (what GGUF models are judged by):
+//              x <= -10 → 0, x >= 10 → x, else the float formula evaluated at x rounded to
+//              f16, the result rounded to f16 (ggml reads it from a 64K-entry f16 table).
+enum class Activation { kSilu, kGeluTanh, kGeluTanhF16Table };
 
 }  // namespace kiln::kernels
 
@@ -16,6 +19,7 @@ namespace kiln::kernels::ref {
 
 float Silu(float x);
 float GeluTanh(float x);
+float GeluTanhF16Table(float x);
 void GatedActivation(Activation act, const float* gate, const float* up, int64_t n, float* out);
 
 }  // namespace kiln::kernels::ref

@@ -45,6 +45,7 @@ StatusOr<int64_t> UniformInt(const MetaReader& meta, const std::string& key, int
 
 Status ReadGgufCommon(const MetaReader& meta, const ArchSpec& spec, ModelConfig* cfg) {
   const std::string a = spec.gguf_name;
+  cfg->ggml_attention_rounding = true;  // judged against llama.cpp (config.h)
   KILN_ASSIGN_OR_RETURN(cfg->n_layers, SmallInt(meta.Int(Key(a, "block_count")), "block_count", kMaxLayers));
   KILN_ASSIGN_OR_RETURN(cfg->n_embd, SmallInt(meta.Int(Key(a, "embedding_length")), "embedding_length", kMaxDim));
   KILN_ASSIGN_OR_RETURN(cfg->n_ff, SmallInt(UniformInt(meta, Key(a, "feed_forward_length"), -1), "feed_forward_length", kMaxDim));

@@ -1,4 +1,5 @@
-// kiln_grammar_driver: drives the grammar engine with a real vocabulary for the Python tests
+// kiln_grammar_driver (built from src/grammar/CMakeLists.txt; it lives in bench/ because it also
+// loads models through io/): drives the grammar engine with a real vocabulary for the Python tests
 // (tests/py/test_grammar*.py) and prints timings for the benchmark.
 //   walk  MODEL (--schema FILE | --gbnf FILE) [--seed S] [--max-tokens N] [--check K]
 //     a random walk under the mask; every step K allowed and K disallowed tokens are re-checked

@@ -1,0 +1,247 @@
+"""The `kiln` Python package (python/, issue #8) against the `kiln` CLI and `kiln serve`.
+
+Needs the package installed (`python3 -m pip install .` at the repository root, see
+python/README.md); skipped otherwise. Oracles: `kiln run --chat --temp 0 --json` (same engine
+through the CLI), the server through the official openai client, and the package's own streaming
+vs. non-streaming paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from kiln_env import MODELS, kiln_json, require
+
+kiln = pytest.importorskip("kiln")
+
+DEFAULT = MODELS / "default.gguf"
+PROMPT = "What is the capital of France?"
+MSG = [{"role": "user", "content": PROMPT}]
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    require(DEFAULT, "default model")
+    with kiln.Engine("default") as e:
+        yield e
+
+
+def chat_text(engine, **kw):
+    r = engine.chat.completions.create(messages=MSG, **kw)
+    return r.choices[0].message.content, r
+
+
+def test_greedy_matches_cli(engine):
+    cli = kiln_json("run", "-m", "default", "-p", PROMPT, "--chat", "--temp", "0", "-n", "24",
+                    "--json")
+    text, r = chat_text(engine, temperature=0, max_tokens=24)
+    assert text == cli["text"]
+    assert r.usage.prompt_tokens == len(cli["prompt_ids"])
+    assert r.usage.completion_tokens == len(cli["output_ids"])
+    assert r.choices[0].finish_reason == cli["finish_reason"]
+    assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
+    assert r.choices[0].message.role == "assistant"
+    if kiln.HAVE_OPENAI:
+        from openai.types.chat import ChatCompletion
+        assert isinstance(r, ChatCompletion)
+    # The prompt is the chat template + special-token tokenization, as `kiln run --chat` builds it.
+    templ = engine.apply_chat_template(MSG)
+    assert engine.tokenize(templ, parse_special=True) == cli["prompt_ids"]
+    assert engine.detokenize(cli["output_ids"]).startswith(text)
+
+
+def test_stream_concatenates_to_non_stream(engine):
+    text, r = chat_text(engine, temperature=0, max_tokens=24)
+    chunks = list(engine.chat.completions.create(messages=MSG, temperature=0, max_tokens=24,
+                                                 stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals == [r.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_completions_endpoint(engine):
+    r = engine.completions.create(prompt="The capital of France is", temperature=0, max_tokens=8)
+    s = "".join(c.choices[0].text for c in engine.completions.create(
+        prompt="The capital of France is", temperature=0, max_tokens=8, stream=True))
+    assert r.object == "text_completion" and r.choices[0].text == s
+    assert r.usage.completion_tokens == 8 and r.choices[0].finish_reason == "length"
+    ids = engine.tokenize("The capital of France is", add_special=True)
+    r2 = engine.completions.create(prompt=ids, temperature=0, max_tokens=8)
+    assert r2.choices[0].text == r.choices[0].text
+
+
+def test_seed_reproducible(engine):
+    a, _ = chat_text(engine, temperature=1.0, seed=1234, max_tokens=24)
+    b, _ = chat_text(engine, temperature=1.0, seed=1234, max_tokens=24)
+    outs = {chat_text(engine, temperature=1.0, seed=s, max_tokens=24)[0] for s in (1, 2, 3, 4)}
+    assert a == b
+    assert len(outs | {a}) > 1  # the seed matters
+
+
+def test_models_tokenize_metrics(engine):
+    assert [m.id for m in engine.models.list().data] == ["default"]
+    ids = engine.tokenize("Hello world")
+    assert ids and engine.detokenize(ids) == "Hello world"
+    before = engine.metrics()["requests_finished"]
+    chat_text(engine, temperature=0, max_tokens=2)
+    assert engine.metrics()["requests_finished"] == before + 1
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"temperature": 3}, "temperature"),
+    ({"temperature": "hot"}, "temperature"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"n": 0}, "n"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": 1.5}, "max_tokens"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"stop": [""]}, "stop"),
+    ({"logit_bias": {"999999999": 1}}, "logit_bias"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"model": 3}, "model"),
+    ({"min_tokens": 5, "max_tokens": 2}, "min_tokens"),
+])
+def test_bad_arguments(engine, kwargs, param):
+    with pytest.raises(kiln.BadRequestError) as e:
+        engine.chat.completions.create(messages=MSG, **kwargs)
+    assert e.value.param == param
+    assert isinstance(e.value, ValueError) and e.value.status_code == 400
+
+
+@pytest.mark.parametrize("messages,param", [
+    ([], "messages"),
+    ("hi", "messages"),
+    ([{"role": "wizard", "content": "x"}], "messages[0].role"),
+    ([{"role": "user"}], "messages[0].content"),
+    ([{"role": "user", "content": [{"type": "image_url"}]}], "messages[0].content[0]"),
+])
+def test_bad_messages(engine, messages, param):
+    with pytest.raises(kiln.BadRequestError) as e:
+        engine.chat.completions.create(messages=messages)
+    assert e.value.param == param
+
+
+def test_unsupported_fields_name_the_field(engine):
+    with pytest.raises(kiln.BadRequestError) as e:
+        engine.chat.completions.create(messages=MSG, response_format={"type": "json_schema"})
+    assert e.value.code == "unsupported_parameter" and "response_format" in str(e.value)
+    with pytest.raises(kiln.BadRequestError):
+        engine.completions.create(prompt="x", echo=True)
+    with pytest.raises(TypeError):
+        kiln.Engine("default", no_such_option=1)
+
+
+def test_missing_model_raises():
+    with pytest.raises(kiln.KilnError):
+        kiln.Engine("/nonexistent/model.gguf")
+
+
+def test_break_cancels_stream(engine):
+    stream = engine.chat.completions.create(messages=MSG, temperature=0, max_tokens=200,
+                                            stream=True)
+    for _ in stream:
+        break
+    stream.close()
+    # The engine is free again: a follow-up request completes, and nothing stays running.
+    text, _ = chat_text(engine, temperature=0, max_tokens=4)
+    assert text
+    assert engine.metrics()["running"] == 0
+
+
+def test_async_concurrent_and_cancel():
+    require(DEFAULT, "default model")
+    n = 32 if kiln.HAVE_SERVING_ENGINE else 4
+    base = os_threads()
+
+    async def one(e, i):
+        stream = await e.chat.completions.create(
+            messages=[{"role": "user", "content": f"Count to {i % 5 + 2}."}], temperature=0,
+            max_tokens=8, stream=True)
+        text, reasons = "", []
+        async for c in stream:
+            text += c.choices[0].delta.content or "" if c.choices else ""
+            if c.choices and c.choices[0].finish_reason:
+                reasons.append(c.choices[0].finish_reason)
+        return text, reasons
+
+    async def main(e):
+        results = await asyncio.gather(*(one(e, i) for i in range(n)))
+        # Each stream equals the same request made alone (no cross-talk between requests).
+        for i, (text, reasons) in enumerate(results[:5]):
+            solo = await e.chat.completions.create(
+                messages=[{"role": "user", "content": f"Count to {i % 5 + 2}."}], temperature=0,
+                max_tokens=8)
+            assert text == solo.choices[0].message.content
+            assert reasons == [solo.choices[0].finish_reason]
+        # Cancellation: leave a long stream after one chunk; the request is freed.
+        stream = await e.chat.completions.create(messages=MSG, max_tokens=500, stream=True)
+        async for _ in stream:
+            break
+        await stream.aclose()
+        deadline = time.time() + 10
+        while e.metrics()["running"] and time.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert e.metrics()["running"] == 0
+        m = e.metrics()
+        if m["kv_blocks_total"]:
+            assert m["kv_blocks_used"] == 0
+
+    with kiln.AsyncEngine("default") as e:
+        asyncio.run(main(e))
+    gc.collect()
+    assert threading.active_count() == 1 or all(
+        not t.name.startswith("kiln-async") for t in threading.enumerate())
+    assert os_threads() <= base
+
+
+def test_close_is_clean_and_final():
+    require(DEFAULT, "default model")
+    base = os_threads()
+    e = kiln.Engine("default")
+    assert os_threads() >= base
+    stream = e.chat.completions.create(messages=MSG, max_tokens=50, stream=True)
+    next(iter(stream))
+    e.close()
+    list(stream)  # ends (abort) instead of hanging
+    e.close()  # idempotent
+    with pytest.raises(kiln.BadRequestError):
+        e.chat.completions.create(messages=MSG)
+    del e, stream
+    gc.collect()
+    assert os_threads() == base
+
+
+def test_same_output_as_server_with_openai_client(engine):
+    openai = pytest.importorskip("openai")
+    from kiln_env import KILN
+    from test_server_util import running_server
+    require(KILN, "kiln binary")
+    if subprocess.run([str(KILN), "serve", "--help"], capture_output=True).returncode != 0:
+        pytest.skip("this kiln binary has no `serve` command yet")
+    with running_server(model=DEFAULT) as srv:
+        client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", timeout=120,
+                               max_retries=0)
+        for kw in ({"temperature": 0, "max_tokens": 16}, {"temperature": 0.9, "seed": 7, "max_tokens": 16}):
+            want = client.chat.completions.create(model=srv.model_id, messages=MSG, **kw)
+            got = engine.chat.completions.create(messages=MSG, **kw)
+            assert got.choices[0].message.content == want.choices[0].message.content
+            assert got.usage == want.usage
