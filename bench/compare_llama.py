@@ -149,6 +149,7 @@ def measure(model: str, threads: int, args) -> dict:
 def summarize(model: str, threads: int, m: dict, facts: dict, bw: dict, args) -> dict:
     k, l = m["runs"]["kiln"], m["runs"]["llama"]
     row = {"model": pathlib.Path(model).name, "type": facts["main_type"], "threads": threads,
+           "n_prompt": args.p, "n_gen": args.n,
            "file_mib": round(facts["file_mib"], 1), "load_avg": m["load_avg"]}
     for key in ("pp_tok_s", "tg_tok_s"):
         kv, lv = [r[key] for r in k], [r[key] for r in l]
@@ -175,19 +176,24 @@ def fmt_row(r: dict) -> str:
     ratio = lambda d: f"{d['ratio']:.2f} ({d['ratio_min']:.2f}-{d['ratio_max']:.2f})"
     roof = "n/a"
     if r.get("tg_roofline_pct_kiln") is not None:
-        roof = f"{r['tg_roofline_pct_kiln']:.0f} % / {r['tg_roofline_pct_llama']:.0f} %"
+        # In brackets: divided by the process's CPU share (cpu time / wall / threads), an estimate
+        # of the figure on an idle machine when other processes take most of the cores.
+        est = lambda e: r[f"tg_roofline_pct_{e}"] / r[f"cpu_share_{e}"]
+        roof = (f"{r['tg_roofline_pct_kiln']:.0f} % / {r['tg_roofline_pct_llama']:.0f} % "
+                f"({est('kiln'):.0f} % / {est('llama'):.0f} %)")
     share = f"{r['cpu_share_kiln']:.2f} / {r['cpu_share_llama']:.2f}"
     return (f"| {r['model']} | {r['type']} | {r['threads']} | {pp['kiln']:.1f} | {pp['llama']:.1f} | {ratio(pp)} "
             f"| {tg['kiln']:.1f} | {tg['llama']:.1f} | {ratio(tg)} | {roof} | {share} |")
 
 
 HEADER = ("| model | type | threads | pp{p} kiln | pp{p} llama.cpp | ratio | tg{n} kiln | tg{n} llama.cpp | ratio "
-          "| tg roofline % kiln / llama.cpp | CPU share kiln / llama.cpp |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "| tg roofline % kiln / llama.cpp (÷ CPU share) | CPU share kiln / llama.cpp |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-m", "--model", action="append", required=True)
+    ap.add_argument("-m", "--model", action="append")
+    ap.add_argument("--table-from", nargs="+", metavar="JSON", help="only print the table of earlier --json-out files")
     ap.add_argument("-t", "--threads", action="append", type=int)
     ap.add_argument("-p", type=int, default=512)
     ap.add_argument("-n", type=int, default=128)
@@ -198,6 +204,14 @@ def main() -> None:
     ap.add_argument("--json-out", help="write all runs and rows here")
     args = ap.parse_args()
     threads_list = args.threads or [1]
+    if args.table_from:
+        rows = [r for f in args.table_from for r in json.loads(pathlib.Path(f).read_text())["rows"]]
+        print(HEADER.format(p=rows[0]["n_prompt"], n=rows[0]["n_gen"]))
+        for r in rows:
+            print(fmt_row(r))
+        return
+    if not args.model:
+        ap.error("needs -m MODEL")
 
     if args.bandwidth:
         bw = parse_bandwidth(args.bandwidth)

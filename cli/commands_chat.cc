@@ -101,7 +101,12 @@ class InputReader {
     }
     while (true) {
       g_interrupted = false;
+      // Ctrl-C at the prompt drops the line instead of ending the program.
+      struct sigaction sa = {}, old = {};
+      sa.sa_handler = OnSigint;
+      sigaction(SIGINT, &sa, &old);
       char* raw = readline(prompt);
+      sigaction(SIGINT, &old, nullptr);
       if (raw) {
         std::string line(raw);
         std::free(raw);
@@ -307,6 +312,7 @@ int Chat(ChatFlags f) {
   while (std::optional<std::string> input = reader.ReadMessage()) {
     if (!session.Handle(*input)) break;
   }
+  if (tty) std::printf("\n");
   return 0;
 }
 

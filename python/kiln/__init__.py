@@ -9,12 +9,8 @@ from ._engine import AsyncEngine, AsyncStream, Engine, Stream
 from ._errors import (APIError, BadRequestError, EngineClosedError, InternalServerError,
                       KilnError, NotFoundError, RateLimitError, ServiceUnavailableError)
 from ._types import HAVE_OPENAI, KilnObject
-from . import _core
-
-HAVE_SERVING_ENGINE = _core.HAVE_SERVING_ENGINE
 __version__ = "0.1.0"
 
 __all__ = ["Engine", "AsyncEngine", "Stream", "AsyncStream", "KilnError", "APIError",
            "BadRequestError", "NotFoundError", "RateLimitError", "InternalServerError",
-           "ServiceUnavailableError", "EngineClosedError", "KilnObject", "HAVE_OPENAI",
-           "HAVE_SERVING_ENGINE"]
+           "ServiceUnavailableError", "EngineClosedError", "KilnObject", "HAVE_OPENAI"]

@@ -14,17 +14,16 @@ except ImportError:  # pragma: no cover
 
 
 class KilnObject:
-    """Attribute access over an OpenAI-shaped dict (used when `openai` is not installed)."""
+    """Attribute access over an OpenAI-shaped dict (used when `openai` is not installed).
+    An absent field reads as None, as an unset optional field of openai's pydantic types does."""
 
     def __init__(self, data):
         self._data = data
 
     def __getattr__(self, name):
-        try:
-            v = self._data[name]
-        except KeyError:
-            raise AttributeError(name) from None
-        return _wrap(v)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _wrap(self._data.get(name))
 
     def __getitem__(self, key):
         return _wrap(self._data[key])
@@ -79,11 +78,9 @@ def openai_finish_reason(reason):
 
 
 def usage_dict(usage):
-    d = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-         "total_tokens": usage.prompt_tokens + usage.completion_tokens}
-    if usage.cached_tokens:
-        d["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
-    return d
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
 
 
 def _text(b):

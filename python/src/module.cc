@@ -1,7 +1,7 @@
-// kiln._core: the nanobind module the `kiln` Python package wraps. Thin on purpose: request
-// validation and OpenAI shapes live in Python (kiln/_protocol.py, kiln/_types.py); this file
-// moves prompt ids and sampling options in and stream events out, releasing the GIL whenever
-// the engine may block.
+// kiln._core: the nanobind module the `kiln` Python package wraps, over kiln::ServingEngine.
+// Thin on purpose: request validation and OpenAI shapes live in Python (kiln/_protocol.py,
+// kiln/_types.py); this file moves prompt ids and sampling options in and stream events out,
+// releasing the GIL whenever the engine may block.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
@@ -17,7 +17,6 @@
 #include <stdexcept>
 #include <vector>
 
-#include "backend.h"
 #include "kiln/serving.h"
 
 namespace nb = nanobind;
@@ -106,7 +105,7 @@ class PyEngine {
  public:
   explicit PyEngine(const ServingOptions& options) {
     nb::gil_scoped_release release;
-    engine_ = ValueOrThrow(StartBackend(options));
+    engine_ = ValueOrThrow(ServingEngine::Start(options));
   }
   ~PyEngine() { Close(); }
 
@@ -299,7 +298,6 @@ NB_MODULE(_core, m) {
       PyErr_SetObject(status_error.ptr(), args.ptr());
     }
   });
-  m.attr("HAVE_SERVING_ENGINE") = HaveServingEngine();
   BindTypes(m);
 
   nb::class_<PyStream>(m, "Stream")

@@ -22,9 +22,10 @@ TEST(ResponseTest, Ids) {
 }
 
 TEST(ResponseTest, ChatBody) {
-  LogprobEntry e{.token = {.id = 5, .text = "hi", .logprob = -0.5f},
-                 .top = {{.id = 5, .text = "hi", .logprob = -0.5f},
-                         {.id = 6, .text = "ho", .logprob = -1.5f}}};
+  LogprobEntry e;
+  e.token = TokenLogprob{.id = 5, .text = "hi", .logprob = -0.5f};
+  e.top.push_back(TokenLogprob{.id = 5, .text = "hi", .logprob = -0.5f});
+  e.top.push_back(TokenLogprob{.id = 6, .text = "ho", .logprob = -1.5f});
   std::vector<ChoiceResult> choices = {{.text = "hi", .logprobs = {e}, .finish_reason = "length"},
                                        {.text = "", .finish_reason = "stop"}};
   json body = CompletionBody(Meta(Endpoint::kChat), choices,

@@ -78,14 +78,23 @@ void Matcher::FillNextTokenBitmask(uint32_t* bitmask) {
     } else {
       for (int32_t id : mask->accepted) bitmask[id >> 5] |= 1u << (id & 31);
     }
-    if (!mask->uncertain.empty()) CheckUncertain(top, mask->uncertain, bitmask);
+    if (mask->uncertain.empty()) continue;
+    auto it = uncertain_ok_.find(top);
+    if (it == uncertain_ok_.end()) {
+      if (uncertain_ok_.size() > 4096) uncertain_ok_.clear();
+      std::vector<int32_t> ok;
+      CheckUncertain(top, mask->uncertain, bitmask, &ok);
+      uncertain_ok_.emplace(top, std::move(ok));
+    } else {
+      for (int32_t id : it->second) bitmask[id >> 5] |= 1u << (id & 31);
+    }
   }
 }
 
 // Walks the uncertain tokens (in byte order) from the single stack `top`, reusing the states
 // of the prefix shared with the previous token and skipping tokens under a dead prefix.
 void Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
-                             uint32_t* bitmask) {
+                             uint32_t* bitmask, std::vector<int32_t>* ok) {
   constexpr size_t kMaxStates = 1 << 12;  // bounds the memo (~4 MiB of transitions)
   if (states_.size() > kMaxStates) states_.Clear();
   Frontier start;
@@ -95,7 +104,6 @@ void Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
   const std::string* prev = nullptr;
   size_t dead_depth = SIZE_MAX;
   for (int32_t id : tokens) {
-    if (bitmask[id >> 5] & (1u << (id & 31))) continue;
     const std::string& s = vocab_->token_bytes(id);
     size_t lcp = 0;
     if (prev) {
@@ -116,7 +124,10 @@ void Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
         break;
       }
     }
-    if (!dead) bitmask[id >> 5] |= 1u << (id & 31);
+    if (!dead) {
+      bitmask[id >> 5] |= 1u << (id & 31);
+      ok->push_back(id);
+    }
   }
 }
 

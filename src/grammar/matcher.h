@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "grammar/compiled_grammar.h"
@@ -54,7 +55,8 @@ class Matcher {
     bool terminated;
   };
   void PushHistory();
-  void CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens, uint32_t* bitmask);
+  void CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens, uint32_t* bitmask,
+                      std::vector<int32_t>* ok);
 
   std::shared_ptr<const CompiledGrammar> grammar_;
   const TokenVocab* vocab_;
@@ -65,6 +67,9 @@ class Matcher {
   bool terminated_ = false;
   std::vector<Snapshot> history_;  // history_.back() == current state
   internal::StateTable states_;  // memoized transitions for CheckUncertain
+  // Uncertain tokens found valid, per stack top: a top (position + interned parent) names the
+  // whole stack, so the result is exact to reuse (steps inside one string share their top).
+  std::unordered_map<uint64_t, std::vector<int32_t>> uncertain_ok_;
   std::vector<int32_t> levels_;  // state id per depth (CheckUncertain scratch)
   internal::Frontier scratch_;
 };

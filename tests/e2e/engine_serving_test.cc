@@ -218,6 +218,36 @@ TEST(EngineE2eTest, ValidationNamesTheField) {
       << (*eng)->DescribeConfig();
 }
 
+TEST(EngineE2eTest, ModePresetsAndOverrides) {
+  struct ModeCase {
+    EngineMode mode;
+    int max_sequences;
+    int64_t kv_bytes;
+    const char* want;
+  };
+  // tiny llama3_tied: 512 training positions, 384 KV bytes per token (3 layers x 2 heads x 16 x f16 x K,V).
+  const std::vector<ModeCase> cases = {
+      {EngineMode::kInteractive, 0, 0, "mode interactive: max_sequences 1, max_context 512, prefill_chunk 512"},
+      {EngineMode::kLocal, 0, 0, "mode local: max_sequences 4, max_context 512, prefill_chunk 256, kv 0.4 MiB (64 blocks"},
+      {EngineMode::kServer, 0, 0, "mode server: max_sequences 16, max_context 512, prefill_chunk 512, kv 3.0 MiB (512 blocks"},
+      {EngineMode::kServer, 3, 384 * 16 * 10, "mode server: max_sequences 3, max_context 160, prefill_chunk 512, kv 0.1 MiB (10 blocks"},
+  };
+  for (const ModeCase& c : cases) {
+    ServingOptions o;
+    o.model = Tiny("llama3_tied.gguf");
+    o.mode = c.mode;
+    o.max_sequences = c.max_sequences;
+    o.kv_memory_bytes = c.kv_bytes;
+    auto eng = ServingEngine::Start(o);
+    ASSERT_TRUE(eng.ok()) << eng.status().ToString();
+    EXPECT_NE((*eng)->DescribeConfig().find(c.want), std::string::npos) << (*eng)->DescribeConfig();
+  }
+  ServingOptions bad;
+  bad.model = Tiny("llama3_tied.gguf");
+  bad.max_context = 100000;
+  EXPECT_FALSE(ServingEngine::Start(bad).ok());
+}
+
 TEST(EngineE2eTest, LogprobsNChoicesStopStringsAndCancel) {
   ServingOptions o;
   o.model = Tiny("llama3_tied.gguf");

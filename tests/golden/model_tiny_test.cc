@@ -129,7 +129,10 @@ TEST_P(ModelTinyTest, MatchesTransformersLogits) {
   const double err = MaxAbsErr(whole, ref), err16 = MaxAbsErr(kv16, ref);
   std::printf("[ model_tiny ] %-34s %-5s max|err| %.3g (kv f16: %.3g)\n", c.name.c_str(),
               c.type.c_str(), err, err16);
-  EXPECT_LE(err, ToleranceFor(c.type)) << c.name;
+  // GGUF Gemma uses llama.cpp's f16-table GELU (kernels/activation.h) on purpose: llama.cpp
+  // itself is 2.97e-3 from transformers on gemma3.gguf, kiln 2.97e-3 too (6.7e-4 from llama.cpp).
+  const double gelu_table = (*model)->config().activation == Activation::kGeluTanhF16Table ? 4e-3 : 0;
+  EXPECT_LE(err, ToleranceFor(c.type) + gelu_table) << c.name;
   EXPECT_LE(err16, ToleranceFor(c.type) + 1e-2) << c.name;
   // Batch invariance: the same numbers however the prompt is split.
   EXPECT_EQ(whole, single) << c.name;

@@ -2,7 +2,6 @@
 // vec_dot per output element), the rest through the reference kernels, parallel over rows.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>  // TEMP
 #include <optional>
 #include <vector>
 
@@ -123,7 +122,7 @@ class CpuBackend final : public Backend {
         if (scores.size() < n_pos) scores.resize(std::max<size_t>(n_pos, max_positions_));
         const size_t off = i * p.head_dim;
         kernels::ref::AttentionHead(q + off, kv, h / group, begin, pos + 1, p.scale,
-                                    scores.data(), out + off, p.round_qp_to_kv_dtype && !std::getenv("PARITY_OFF_ATTN"));  // TEMP
+                                    scores.data(), out + off, p.round_qp_to_kv_dtype);
       }
     });
   }

@@ -202,5 +202,73 @@ TEST(AttentionTest, SinglePositionReturnsItsValue) {
   for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(out[i], kv.v32[2 * 8 + i]);
 }
 
+// llama.cpp's rounding: the naive softmax of the test above with q and the probabilities
+// rounded to f16 (double sums), which the lane-ordered float sums must match to float error.
+TEST(AttentionTest, RoundQpMatchesNaiveF16Rounding) {
+  const int n_pos = 70, n_kv = 2, d = 64;  // 64: one full AVX-512 lane group; 70: a tail too
+  KvStore kv(DType::kF16, n_pos, n_kv, d, 41);
+  auto q = RandomVec(d, 42);
+  auto r16 = [](double x) { return double(Fp16ToFp32(Fp32ToFp16(static_cast<float>(x)))); };
+  for (auto [b, e] : {std::pair{0, 70}, std::pair{3, 9}, std::pair{69, 70}}) {
+    std::vector<float> scores(e - b), out(d), exact(d);
+    AttentionHead(q.data(), kv.view, 1, b, e, 0.125f, scores.data(), out.data(), true);
+    AttentionHead(q.data(), kv.view, 1, b, e, 0.125f, scores.data(), exact.data(), false);
+    std::vector<double> w;
+    double mx = -1e300, sum = 0;
+    for (int p = b; p < e; ++p) {
+      double s = 0;
+      for (int i = 0; i < d; ++i) s += r16(q[i]) * kv.k32[(p * n_kv + 1) * d + i];
+      w.push_back(s * 0.125);
+      mx = std::max(mx, s * 0.125);
+    }
+    for (double& x : w) sum += (x = std::exp(x - mx));
+    double max_diff_exact = 0;
+    for (int i = 0; i < d; ++i) {
+      double want = 0;
+      for (int p = b; p < e; ++p) want += r16(w[p - b] / sum) * kv.v32[(p * n_kv + 1) * d + i];
+      EXPECT_NEAR(out[i], want, 2e-6) << b << " " << i;
+      max_diff_exact = std::max(max_diff_exact, std::abs(double(out[i]) - exact[i]));
+    }
+    if (e - b > 1) EXPECT_GT(max_diff_exact, 1e-5) << "rounding had no effect";
+  }
+  // f32 views ignore the flag.
+  KvStore kv32(DType::kF32, n_pos, n_kv, d, 41);
+  std::vector<float> scores(n_pos), a(d), c(d);
+  AttentionHead(q.data(), kv32.view, 0, 0, n_pos, 0.125f, scores.data(), a.data(), true);
+  AttentionHead(q.data(), kv32.view, 0, 0, n_pos, 0.125f, scores.data(), c.data(), false);
+  EXPECT_EQ(a, c);
+}
+
+TEST(GgmlF16DotTest, LaneOrderAndTail) {
+  // Below one lane group everything is summed in double, exactly like a double loop.
+  auto x = RandomVec(200, 51), y = RandomVec(200, 52);
+  double want = 0;
+  for (int i = 0; i < 40; ++i) want += double(x[i] * y[i]);
+  EXPECT_EQ(GgmlF16Dot(x.data(), y.data(), 40), static_cast<float>(want));
+  // Lane order: 1 in lane 0 then 2^-24 in lanes 1..63 folds to 1 + 63 * 2^-24 only if
+  // the small terms meet each other before the large one (they do in the tree).
+  std::vector<float> a(64, std::ldexp(1.0f, -24)), ones(64, 1.0f);
+  a[0] = 1.0f;
+  const float got = GgmlF16Dot(a.data(), ones.data(), 64);
+  EXPECT_GT(got, 1.0f);
+  want = 0;
+  for (int i = 0; i < 200; ++i) want += double(x[i] * y[i]);
+  EXPECT_NEAR(GgmlF16Dot(x.data(), y.data(), 200), want, 1e-5);
+}
+
+TEST(ActivationTest, GeluF16TableIsRoundedGelu) {
+  EXPECT_EQ(GeluTanhF16Table(-10.0f), 0.0f);
+  EXPECT_EQ(GeluTanhF16Table(12.5f), 12.5f);
+  for (float x : {-3.3f, -0.7f, -0.01f, 0.0f, 0.37f, 1.0f, 2.71828f, 9.99f}) {
+    const float xh = Fp16ToFp32(Fp32ToFp16(x));
+    const float want = Fp16ToFp32(Fp32ToFp16(GeluTanh(xh)));  // f16 table entry, ±1 f16 ulp
+    EXPECT_NEAR(GeluTanhF16Table(x), want, std::abs(want) * 1e-3 + 1e-7) << x;
+  }
+  std::vector<float> g = {0.5f, -1.25f}, u = {2.0f, 3.0f}, out(2);
+  GatedActivation(Activation::kGeluTanhF16Table, g.data(), u.data(), 2, out.data());
+  EXPECT_EQ(out[0], GeluTanhF16Table(0.5f) * 2.0f);
+  EXPECT_EQ(out[1], GeluTanhF16Table(-1.25f) * 3.0f);
+}
+
 }  // namespace
 }  // namespace kiln::kernels::ref

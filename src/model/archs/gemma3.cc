@@ -1,4 +1,3 @@
-#include <cstdlib>  // TEMP
 // Gemma 3 (text): (1 + w) RMSNorms, pre and post norms around attention and FFN, QK-norm,
 // GeGLU-tanh, embeddings scaled by sqrt(n_embd), and interleaved sliding-window (local, rope
 // base 10000) and global layers (rope_theta, with the model's rope scaling).
@@ -36,7 +35,7 @@ StatusOr<int32_t> Window(const MetaReader& meta, const char* key) {
 // already stored norm weights as 1 + w, so no offset here.
 Status ReadGguf(const MetaReader& meta, ModelConfig* cfg) {
   SetCommon(cfg);
-  cfg->activation = std::getenv("PARITY_OFF_GELU") ? Activation::kGeluTanh : Activation::kGeluTanhF16Table;  // TEMP  // llama.cpp's CPU GELU (activation.h)
+  cfg->activation = Activation::kGeluTanhF16Table;  // llama.cpp's CPU GELU (activation.h)  // llama.cpp's CPU GELU (activation.h)
   cfg->norm_weight_offset = 0.0f;
   cfg->rope_theta_local = 10000.0f;
   KILN_ASSIGN_OR_RETURN(cfg->sliding_window, Window(meta, "gemma3.attention.sliding_window"));
