@@ -238,7 +238,10 @@ class ChatSession {
       PrintError(ids.status());
       return;
     }
-    auto stream = engine_.Submit(CompletionRequest{.prompt_ids = *ids, .sampling = sampling_});
+    CompletionRequest request;
+    request.prompt_ids = std::move(*ids);
+    request.sampling = sampling_;
+    auto stream = engine_.Submit(std::move(request));
     if (!stream.ok()) {
       messages_.erase(messages_.end() - 1);
       PrintError(stream.status());
