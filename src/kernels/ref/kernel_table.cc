@@ -20,15 +20,15 @@ void FillRefTable(KernelTable& t) {
   set(DType::kF16, DType::kF16, ref::QuantizeRowF16, ref::VecDotF16, ref::DequantizeRowF16);
   set(DType::kBF16, DType::kBF16, ref::QuantizeRowBF16, ref::VecDotBF16,
       ref::DequantizeRowBF16);
-  set(DType::kQ4_0, DType::kQ8_0, ref::QuantizeRowQ8_0, ref::VecDotQ4_0Q8_0,
+  set(DType::kQ4_0, DType::kQ8_0, ref::QuantizeActivationRowQ8_0, ref::VecDotQ4_0Q8_0,
       ref::DequantizeRowQ4_0);
-  set(DType::kQ4_1, DType::kQ8_1, ref::QuantizeRowQ8_1, ref::VecDotQ4_1Q8_1,
+  set(DType::kQ4_1, DType::kQ8_1, ref::QuantizeActivationRowQ8_1, ref::VecDotQ4_1Q8_1,
       ref::DequantizeRowQ4_1);
-  set(DType::kQ5_0, DType::kQ8_0, ref::QuantizeRowQ8_0, ref::VecDotQ5_0Q8_0,
+  set(DType::kQ5_0, DType::kQ8_0, ref::QuantizeActivationRowQ8_0, ref::VecDotQ5_0Q8_0,
       ref::DequantizeRowQ5_0);
-  set(DType::kQ5_1, DType::kQ8_1, ref::QuantizeRowQ8_1, ref::VecDotQ5_1Q8_1,
+  set(DType::kQ5_1, DType::kQ8_1, ref::QuantizeActivationRowQ8_1, ref::VecDotQ5_1Q8_1,
       ref::DequantizeRowQ5_1);
-  set(DType::kQ8_0, DType::kQ8_0, ref::QuantizeRowQ8_0, ref::VecDotQ8_0Q8_0,
+  set(DType::kQ8_0, DType::kQ8_0, ref::QuantizeActivationRowQ8_0, ref::VecDotQ8_0Q8_0,
       ref::DequantizeRowQ8_0);
   set(DType::kQ4_K, DType::kQ8_K, ref::QuantizeRowQ8_K, ref::VecDotQ4_KQ8_K,
       ref::DequantizeRowQ4_K);

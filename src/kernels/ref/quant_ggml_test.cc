@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kernel_table.h"
 #include "kernels/quant.h"
 #include "tensor/dtype.h"
 #include "tensor/fp16.h"
@@ -518,6 +519,40 @@ TEST(QuantGgmlTest, VecDotWithinToleranceOfGgmlSimd) {
     if (Verbose()) {
       std::fprintf(stderr, "vec_dot %-5s: %d/%d bit-identical to ggml-cpu-%s, max rel err %.2e\n",
                    DTypeName(t), r.exact, r.cases, lib->simd_name.c_str(), r.max_rel_err);
+    }
+  }
+}
+
+// The activation quantizers kiln's dot products use (RefKernelTable().quantize_dot) against
+// what llama.cpp actually runs at inference on this CPU: the SIMD ggml-cpu variant's
+// from_float. Byte-identical blocks are what make greedy decoding agree with llama.cpp.
+TEST(QuantGgmlTest, ActivationQuantizersMatchGgmlSimdFromFloat) {
+  KILN_GGML_OR_SKIP(lib);
+  if (lib->simd_cpu_traits == nullptr) GTEST_SKIP() << "no usable SIMD ggml-cpu variant";
+  const KernelTable& table = RefKernelTable();
+  for (DType weight : {DType::kQ4_0, DType::kQ4_1, DType::kQ4_K}) {
+    const TypeKernels& k = table.For(weight);
+    const GgmlTypeTraitsCpu* traits = lib->simd_cpu_traits(static_cast<int>(k.dot_type));
+    ASSERT_NE(traits, nullptr);
+    ASSERT_NE(traits->from_float, nullptr) << DTypeName(k.dot_type);
+    int same = 0, cases = 0;
+    for (Dist dist : kDists) {
+      if (dist == Dist::kHuge || dist == Dist::kFp16Edge) continue;  // scale overflows f16
+      for (uint32_t seed = 0; seed < 3; ++seed) {
+        const int64_t n = 1024;
+        const std::vector<float> x = MakeRow(dist, n, seed);
+        std::vector<uint8_t> ours(*RowBytes(k.dot_type, n)), theirs(ours.size());
+        k.quantize_dot(x.data(), ours.data(), n);
+        traits->from_float(x.data(), theirs.data(), n);
+        ++cases;
+        same += ours == theirs;
+        EXPECT_EQ(ours, theirs) << DTypeName(k.dot_type) << " dist " << static_cast<int>(dist)
+                                << " seed " << seed;
+      }
+    }
+    if (Verbose()) {
+      std::fprintf(stderr, "activation %-5s: %d/%d rows byte-identical to ggml-cpu-%s from_float\n",
+                   DTypeName(k.dot_type), same, cases, lib->simd_name.c_str());
     }
   }
 }

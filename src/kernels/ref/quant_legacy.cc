@@ -193,6 +193,51 @@ void QuantizeRowQ8_1(const float* x, void* y, int64_t n) {
   }
 }
 
+// Activation quantizers for dot products: the arithmetic ggml's CPU backend uses at inference
+// on x86 (id = 127 / amax, round half to even), which differs from its _ref weight quantizer
+// (id = 1 / d, round half away from zero) in the last bit often enough to change greedy
+// decoding. Weights keep QuantizeRowQ8_0 (bit-exact with quantize_row_q8_0_ref).
+namespace {
+
+// Returns the sum of the quants; *d_out gets the float scale.
+template <typename Block>
+int32_t QuantizeActivationBlock(const float* x, Block* b, float* d_out) {
+  const float amax = AbsMax(x, kQK);
+  const float d = amax / 127;
+  *d_out = d;
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  b->d = Fp32ToFp16(d);
+  int32_t sum = 0;
+  for (int j = 0; j < kQK; ++j) {
+    b->qs[j] = TruncToInt8(std::nearbyint(x[j] * id));
+    sum += b->qs[j];
+  }
+  return sum;
+}
+
+}  // namespace
+
+void QuantizeActivationRowQ8_0(const float* x, void* y, int64_t n) {
+  const int64_t nb = NumBlocks(n, kQK);
+  for (int64_t i = 0; i < nb; ++i, x += kQK) {
+    BlockQ8_0 b;
+    float d;
+    QuantizeActivationBlock(x, &b, &d);
+    StoreBlock(y, i, b);
+  }
+}
+
+void QuantizeActivationRowQ8_1(const float* x, void* y, int64_t n) {
+  const int64_t nb = NumBlocks(n, kQK);
+  for (int64_t i = 0; i < nb; ++i, x += kQK) {
+    BlockQ8_1 b;
+    float d;
+    const int32_t sum = QuantizeActivationBlock(x, &b, &d);
+    b.s = Fp32ToFp16(static_cast<float>(sum) * d);
+    StoreBlock(y, i, b);
+  }
+}
+
 // ── Dequantize ──────────────────────────────────────────────────────────────────────────
 
 void DequantizeRowQ4_0(const void* x, float* y, int64_t n) {

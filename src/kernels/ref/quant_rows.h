@@ -31,6 +31,9 @@ void QuantizeRowQ5_0(const float* x, void* y, int64_t n);
 void QuantizeRowQ5_1(const float* x, void* y, int64_t n);
 void QuantizeRowQ8_0(const float* x, void* y, int64_t n);
 void QuantizeRowQ8_1(const float* x, void* y, int64_t n);
+// Activation (dot-type) quantizers: ggml's x86 inference arithmetic (see quant_legacy.cc).
+void QuantizeActivationRowQ8_0(const float* x, void* y, int64_t n);
+void QuantizeActivationRowQ8_1(const float* x, void* y, int64_t n);
 void DequantizeRowQ4_0(const void* x, float* y, int64_t n);
 void DequantizeRowQ4_1(const void* x, float* y, int64_t n);
 void DequantizeRowQ5_0(const void* x, float* y, int64_t n);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/kernel_table.h"
+#include "kernels/ref/quant_rows.h"
 #include "kernels/quant.h"
 #include "tensor/dtype.h"
 #include "tensor/fp16.h"
@@ -209,7 +210,15 @@ TEST(QuantRefTest, RefKernelTableMatchesFunctions) {
     const std::vector<uint8_t> qw = Quantize(t, w);
     std::vector<uint8_t> qa(*RowBytes(k.dot_type, n));
     k.quantize_dot(a.data(), qa.data(), n);
-    EXPECT_EQ(qa, Quantize(k.dot_type, a)) << DTypeName(t);
+    std::vector<uint8_t> want(qa.size());
+    if (k.dot_type == DType::kQ8_0) {
+      ref::QuantizeActivationRowQ8_0(a.data(), want.data(), n);
+    } else if (k.dot_type == DType::kQ8_1) {
+      ref::QuantizeActivationRowQ8_1(a.data(), want.data(), n);
+    } else {
+      want = Quantize(k.dot_type, a);
+    }
+    EXPECT_EQ(qa, want) << DTypeName(t);
     EXPECT_EQ(k.vec_dot(qw.data(), qa.data(), n), ref::VecDot(t, qw.data(), qa.data(), n));
     std::vector<float> deq(n);
     k.dequantize(qw.data(), deq.data(), n);

@@ -1,7 +1,7 @@
 // Activation quantizers (f32 row → dot type) for x86 tables, 256-bit AVX2 + F16C code.
 // Output is byte-identical to the reference quantizers (kernels/ref): same scale formulas in
-// the same float operations, roundf() emulated exactly (RoundHalfAway), round-to-nearest-even
-// where the reference uses it (Q8_K), and the reference's NaN encodings for F16/BF16.
+// the same float operations, round half to even (the reference's activation quantizers for
+// Q8_0/Q8_1, and Q8_K), and the reference's NaN encodings for F16/BF16.
 // See common_inl.h for why this is an anonymous namespace in a header.
 #pragma once
 
@@ -13,7 +13,9 @@ namespace {
 
 inline __m256 AbsPs(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
-// One block of 32: scale d (float) and 32 int8 quants = roundf(x / d); returns sum of quants.
+// One block of 32: scale d = amax / 127 (float) and 32 int8 quants = round_half_even(x * 127 /
+// amax), as the reference activation quantizer (ggml's x86 inference arithmetic); returns the
+// sum of the quants.
 inline int32_t QuantizeBlock32(const float* x, float* d_out, int8_t* qs) {
   __m256 v[4];
   __m256 amax = _mm256_setzero_ps();
@@ -21,13 +23,15 @@ inline int32_t QuantizeBlock32(const float* x, float* d_out, int8_t* qs) {
     v[i] = _mm256_loadu_ps(x + 8 * i);
     amax = _mm256_max_ps(amax, AbsPs(v[i]));
   }
-  const float d = HMaxF32(amax) / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float max_abs = HMaxF32(amax);
+  const float d = max_abs / 127.0f;
+  const float id = max_abs != 0.0f ? 127.0f / max_abs : 0.0f;
   const __m256 idv = _mm256_set1_ps(id);
   __m256i q[4];
   __m256i sum = _mm256_setzero_si256();
   for (int i = 0; i < 4; ++i) {
-    q[i] = _mm256_cvtps_epi32(RoundHalfAway(_mm256_mul_ps(v[i], idv)));
+    q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], idv),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     sum = _mm256_add_epi32(sum, q[i]);
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), PackI32ToI8(q[0], q[1], q[2], q[3]));
