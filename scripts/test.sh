@@ -12,10 +12,16 @@ step "install dependencies"; scripts/install_deps.sh
 step "fetch models"; scripts/fetch_models.sh
 step "dependency table"; python3 tools/check_deps.py
 step "build release"; scripts/build.sh release
+export KILN_REQUIRE_ORACLES=1
 step "unit + golden tests (release)"; ctest --test-dir build --output-on-failure -j "$(nproc)"
+step "python tests: oracles, e2e, real models (release binaries)"
+find_bin() { find "$ROOT/build" -name "$1" -type f -perm -u+x | head -1; }
+export KILN_BUILD_DIR="$ROOT/build" KILN_BIN="$ROOT/build/kiln" KILN_REQUIRE_ORACLES=1
+export KILN_TEMPLATE_DRIVER="$(find_bin kiln_template_driver)"
+export KILN_GRAMMAR_DRIVER="$(find_bin kiln_grammar_driver)"
+python3 -m pytest -q -rs tests/py
 step "build asan"; scripts/build.sh asan
 step "unit + golden tests (ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$(nproc)" -LE slow
-step "oracle tests (python)"; KILN_BIN="$ROOT/build/kiln" python3 -m pytest -q tests/py
 echo; echo "test.sh: all passed"
