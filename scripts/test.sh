@@ -19,7 +19,11 @@ find_bin() { find "$ROOT/build" -name "$1" -type f -perm -u+x | head -1; }
 export KILN_BUILD_DIR="$ROOT/build" KILN_BIN="$ROOT/build/kiln" KILN_REQUIRE_ORACLES=1
 export KILN_TEMPLATE_DRIVER="$(find_bin kiln_template_driver)"
 export KILN_GRAMMAR_DRIVER="$(find_bin kiln_grammar_driver)"
-python3 -m pytest -q -rs tests/py
+python3 -m pytest -q -rs tests/py --ignore=tests/py/test_python.py
+step "python package: pip install . into a venv, then its tests"
+python3 -m venv --system-site-packages build/py-venv
+build/py-venv/bin/pip install -q --disable-pip-version-check ./
+build/py-venv/bin/python -m pytest -q -rs tests/py/test_python.py
 step "build asan"; scripts/build.sh asan
 step "unit + golden tests (ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
