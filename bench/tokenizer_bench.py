@@ -19,7 +19,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import tokenizer_fuzz_util as fu  # noqa: E402
 import tokenizers  # noqa: E402
 
-WIKI = "/work/shared/data/wikitext-2-raw/wiki.test.raw"
+# Shared conformance data: ../shared/data beside the checkout, as CI lays it out.
+_SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "shared", "data")
+
+WIKI = os.path.join(_SHARED_DATA, "wikitext-2-raw", "wiki.test.raw")
 
 
 def main():

@@ -12,6 +12,10 @@ import subprocess
 
 import pytest
 
+# Shared conformance data: ../shared/data beside the checkout, as CI lays it out.
+_SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "shared", "data")
+
 gguf = pytest.importorskip("gguf")
 
 BUILD_DIR = os.environ.get("KILN_BUILD_DIR", "/work/main/build")
@@ -20,7 +24,7 @@ if not os.path.exists(DUMP):  # also accept a flat build layout
     DUMP = os.path.join(BUILD_DIR, "kiln_gguf_dump")
 
 FILES = sorted(
-    glob.glob("/work/shared/data/tokenizer-vectors/*.gguf")
+    glob.glob(os.path.join(_SHARED_DATA, "tokenizer-vectors", "*.gguf"))
     + [p for p in glob.glob(os.path.expanduser("~/.cache/kiln/models/*.gguf")) if not os.path.islink(p)]
 )
 

@@ -14,6 +14,10 @@ import pytest
 
 import tokenizer_fuzz_util as fu
 
+# Shared conformance data: ../shared/data beside the checkout, as CI lays it out.
+_SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "shared", "data")
+
 pytestmark = pytest.mark.skipif(fu.driver_path() is None, reason="kiln_tok_driver not built")
 
 GEMMA = os.path.join(fu.MODELS, "gemma-3-270m-q4_k_m.gguf")
@@ -82,7 +86,7 @@ def test_gemma3_gguf_matches_hf():
     assert not mismatches, "\n".join(repr(m) for m in mismatches[:8])
 
 
-VECTORS = "/work/shared/data/tokenizer-vectors"
+VECTORS = os.path.join(_SHARED_DATA, "tokenizer-vectors")
 
 
 # Also the two vocabularies in tokenizer-vectors that ship without .inp/.out files.

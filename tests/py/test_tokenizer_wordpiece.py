@@ -9,10 +9,14 @@ import pytest
 
 import tokenizer_fuzz_util as fu
 
+# Shared conformance data: ../shared/data beside the checkout, as CI lays it out.
+_SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "shared", "data")
+
 tokenizers = pytest.importorskip("tokenizers")
 gguf = pytest.importorskip("gguf")
 
-BGE = "/work/shared/data/tokenizer-vectors/ggml-vocab-bert-bge.gguf"
+BGE = os.path.join(_SHARED_DATA, "tokenizer-vectors", "ggml-vocab-bert-bge.gguf")
 pytestmark = pytest.mark.skipif(fu.driver_path() is None or not os.path.exists(BGE),
                                 reason="kiln_tok_driver or bert-bge GGUF absent")
 
