@@ -240,7 +240,7 @@ class ServingEngineImpl final : public ServingEngine {
                              "prompt must be shorter than max_context)",
                              request.prompt_ids.size(), max_ctx);
     }
-    if (!request.grammar.empty()) return Unimplemented("grammar: structured output is not supported yet");
+    KILN_RETURN_IF_ERROR(CheckConstraint(request.constraint));
     const SamplingOptions& s = request.sampling;
     KILN_RETURN_IF_ERROR(ValidateSampling(s, n_vocab));
 
@@ -264,6 +264,12 @@ class ServingEngineImpl final : public ServingEngine {
     auto handle = std::make_unique<RequestStreamImpl>(r.id, r.stream, lm_->tokenizer);
     loop_->Submit(std::move(r));
     return std::unique_ptr<RequestStream>(std::move(handle));
+  }
+
+  Status CheckConstraint(const Constraint& c) const override {
+    if (c.kind == Constraint::Kind::kNone) return Status::Ok();
+    return Unimplemented("%s: structured output is not wired yet",
+                         c.field.empty() ? "constraint" : c.field.c_str());
   }
 
   EngineMetrics Metrics() const override {

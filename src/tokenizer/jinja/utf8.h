@@ -6,14 +6,10 @@
 #include <string_view>
 #include <vector>
 
+#include "base/utf8.h"  // DecodeUtf8, EncodeUtf8, AppendUtf8, Utf8Length
+
 namespace kiln::jinja {
 
-// Decodes UTF-8; invalid bytes become U+FFFD.
-std::u32string DecodeUtf8(std::string_view s);
-std::string EncodeUtf8(std::u32string_view s);
-void AppendUtf8(uint32_t cp, std::string* out);
-// Number of code points.
-size_t Utf8Length(std::string_view s);
 // Python str.isspace() for one code point.
 bool IsPySpace(uint32_t cp);
 // Python str.isalnum()-ish for \w: letters, digits, underscore (ASCII exact, non-ASCII ≥ 0x80
