@@ -70,7 +70,7 @@ json Handle(const Tokenizer& tok, std::shared_ptr<const Tokenizer> shared, const
     json deltas = json::array();
     bool valid = true;
     auto add = [&](std::string d) {
-      valid = valid && kiln::tokenizer::IsValidUtf8(d);
+      valid = valid && kiln::IsValidUtf8(d);
       deltas.push_back(std::move(d));
     };
     for (int32_t id : ids) add(detok.Push(id));
