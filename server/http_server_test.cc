@@ -69,6 +69,7 @@ class FakeEngine : public ServingEngine {
     if (request.prompt_ids.size() > 100) return InvalidArgument("prompt longer than the context");
     return std::unique_ptr<RequestStream>(std::make_unique<FakeStream>(request, &cancels));
   }
+  Status CheckConstraint(const Constraint&) const override { return Status::Ok(); }
   EngineMetrics Metrics() const override {
     EngineMetrics m;
     m.ttft_ms_buckets = {10, 100};
