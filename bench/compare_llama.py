@@ -6,7 +6,7 @@
 
 For every (model, threads) the two engines run alternately, one process each, R times:
 kiln, llama.cpp, kiln, llama.cpp, ... (docs: /work/shared/BENCHMARKS.md). kiln side:
-`kiln bench -m MODEL -p P -n N -t T --json`; llama.cpp side: bench/llama_bench.mjs (the same
+`kiln bench -m MODEL -p P -n N -t T -r 1 --json`; llama.cpp side: bench/llama_bench.mjs (the same
 token ids, one llama_decode for pp, N one-token decodes for tg, one-token warm-up).
 
 Printed per row: median pp and tg tokens/s of each engine, the kiln/llama.cpp ratio (median of
@@ -129,7 +129,7 @@ def parse_bandwidth(s: str) -> dict:
 # ---- the comparison ----
 
 def measure(model: str, threads: int, args) -> dict:
-    kiln_cmd = [args.kiln, "bench", "-m", model, "-p", str(args.p), "-n", str(args.n), "-t", str(threads), "--json"]
+    kiln_cmd = [args.kiln, "bench", "-m", model, "-p", str(args.p), "-n", str(args.n), "-t", str(threads), "-r", "1", "--json"]
     llama_cmd = ["node", str(LLAMA_BENCH), "-m", model, "-p", str(args.p), "-n", str(args.n), "-t", str(threads)]
     runs = {"kiln": [], "llama": []}
     loads = [load_avg()]

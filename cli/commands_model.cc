@@ -32,11 +32,33 @@ struct RunFlags {
   std::string ids;
   bool json = false;
   bool no_special = false;
+  std::string json_schema_file, grammar_file;  // structured generation (#7)
+  bool json_object = false;
 };
+
+// --json-schema FILE / --grammar FILE / --json-object → the request's constraint; errors name
+// the file (the engine prefixes its causes with constraint.field, set to the path here).
+Status SetConstraint(const RunFlags& f, GenerateRequest* req) {
+  const int n = !f.json_schema_file.empty() + !f.grammar_file.empty() + f.json_object;
+  if (n > 1) return InvalidArgument("--json-schema, --grammar and --json-object are exclusive");
+  Constraint& c = req->constraint;
+  if (f.json_object) {
+    c.kind = Constraint::Kind::kJsonObject;
+    c.field = "--json-object";
+  } else if (!f.json_schema_file.empty() || !f.grammar_file.empty()) {
+    const bool schema = !f.json_schema_file.empty();
+    const std::string& path = schema ? f.json_schema_file : f.grammar_file;
+    KILN_ASSIGN_OR_RETURN(c.text, ReadFile(path));
+    c.kind = schema ? Constraint::Kind::kJsonSchema : Constraint::Kind::kGbnf;
+    c.field = path;
+  }
+  return Status::Ok();
+}
 
 int Run(const RunFlags& f) {
   GenerateRequest req = f.req;
   req.add_special = !f.no_special;
+  if (Status st = SetConstraint(f, &req); !st.ok()) return PrintError(st);
   if (!f.ids.empty()) {
     auto ids = ParseIds(f.ids);
     if (!ids.ok()) return PrintError(ids.status());
@@ -65,6 +87,7 @@ int Run(const RunFlags& f) {
         {"output_ids", r.output_ids},
         {"text", r.text},
         {"finish_reason", r.finish_reason},
+        {"forced_tokens", r.n_forced},
         {"timings",
          {{"load_ms", r.load_ms},
           {"prompt_ms", r.prompt_ms},
@@ -155,6 +178,10 @@ void AddRunCommand(CLI::App& app, Handler* handler) {
   cmd->add_flag("--special", f->req.parse_special, "parse special-token text in the prompt");
   cmd->add_flag("--no-special", f->no_special, "do not add BOS/EOS to the prompt");
   cmd->add_flag("--json", f->json, "print one JSON object (ids, text, timings)");
+  cmd->add_option("--json-schema", f->json_schema_file,
+                  "constrain the output to JSON valid under this JSON Schema file");
+  cmd->add_option("--grammar", f->grammar_file, "constrain the output to this GBNF grammar file");
+  cmd->add_flag("--json-object", f->json_object, "constrain the output to a JSON object");
   cmd->callback([f, handler] { *handler = [f] { return Run(*f); }; });
 }
 
@@ -252,28 +279,47 @@ void AddLogitsCommand(CLI::App& app, Handler* handler) {
 }
 
 void AddBenchCommand(CLI::App& app, Handler* handler) {
-  struct Flags { CommonModelFlags common; int32_t n_prompt = 512; int32_t n_gen = 128; bool json = false; };
+  struct Flags {
+    CommonModelFlags common;
+    int32_t n_prompt = 512, n_gen = 128, n_reps = 5;
+    bool json = false;
+  };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand("bench", "prompt and generation speed (tokens/s)");
   f->common.Add(cmd);
   cmd->add_option("-p,--n-prompt", f->n_prompt, "prompt tokens")->check(CLI::NonNegativeNumber);
   cmd->add_option("-n,--n-gen", f->n_gen, "generated tokens")->check(CLI::NonNegativeNumber);
+  cmd->add_option("-r,--repetitions", f->n_reps, "timed repetitions (after one warm-up)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", f->json, "print JSON");
   cmd->callback([f, handler] {
     *handler = [f] {
       auto engine = f->common.Load();
       if (!engine.ok()) return PrintError(engine.status());
-      auto r = (*engine)->Bench(f->n_prompt, f->n_gen);
+      auto r = (*engine)->Bench(f->n_prompt, f->n_gen, f->n_reps);
       if (!r.ok()) return PrintError(r.status());
       const ModelInfo& info = (*engine)->Info();
+      // CPU share: CPU seconds / (wall seconds x threads), 1.0 = every thread busy throughout.
+      auto share = [&](double cpu, double wall) { return wall > 0 ? cpu / (wall * r->n_threads) : 0.0; };
       if (f->json) {
         PrintJsonLine({{"model", info.path}, {"isa", r->isa}, {"threads", r->n_threads},
-                       {"n_prompt", r->n_prompt}, {"n_gen", r->n_gen},
-                       {"pp_tok_s", r->pp_tok_s}, {"tg_tok_s", r->tg_tok_s}});
+                       {"n_prompt", r->n_prompt}, {"n_gen", r->n_gen}, {"n_reps", r->n_reps},
+                       {"load_ms", r->load_ms},
+                       {"pp_tok_s", r->pp_tok_s}, {"pp_tok_s_std", r->pp_tok_s_std},
+                       {"tg_tok_s", r->tg_tok_s}, {"tg_tok_s_std", r->tg_tok_s_std},
+                       {"pp_runs", r->pp_runs}, {"tg_runs", r->tg_runs},
+                       {"pp_cpu_s", r->pp_cpu_s}, {"tg_cpu_s", r->tg_cpu_s},
+                       {"pp_wall_s", r->pp_wall_s}, {"tg_wall_s", r->tg_wall_s},
+                       {"pp_cpu_share", share(r->pp_cpu_s, r->pp_wall_s)},
+                       {"tg_cpu_share", share(r->tg_cpu_s, r->tg_wall_s)}});
       } else {
-        std::printf("| model | isa | threads | test | t/s |\n|---|---|---|---|---|\n");
-        std::printf("| %s | %s | %d | pp%d | %.2f |\n", info.name.c_str(), r->isa.c_str(), r->n_threads, r->n_prompt, r->pp_tok_s);
-        std::printf("| %s | %s | %d | tg%d | %.2f |\n", info.name.c_str(), r->isa.c_str(), r->n_threads, r->n_gen, r->tg_tok_s);
+        std::printf("| model | isa | threads | test | t/s | CPU share |\n|---|---|---|---|---|---|\n");
+        std::printf("| %s | %s | %d | pp%d | %.2f ± %.2f | %.2f |\n", info.name.c_str(), r->isa.c_str(),
+                    r->n_threads, r->n_prompt, r->pp_tok_s, r->pp_tok_s_std, share(r->pp_cpu_s, r->pp_wall_s));
+        if (r->n_gen > 0) {
+          std::printf("| %s | %s | %d | tg%d | %.2f ± %.2f | %.2f |\n", info.name.c_str(), r->isa.c_str(),
+                      r->n_threads, r->n_gen, r->tg_tok_s, r->tg_tok_s_std, share(r->tg_cpu_s, r->tg_wall_s));
+        }
       }
       return 0;
     };

@@ -48,12 +48,7 @@ int Serve(ServeFlags f) {
 
   auto engine = ServingEngine::Start(f.engine);
   if (!engine.ok()) return PrintError(engine.status());
-  // TODO(#6): ServingEngine could expose its effective max_context directly; until then read
-  // it from the start-up description ("max_context N").
   std::string config = (*engine)->DescribeConfig();
-  if (size_t at = config.find("max_context "); at != std::string::npos) {
-    f.http.max_context = std::atoi(config.c_str() + at + 12);
-  }
   server::HttpServer http(**engine, f.http);
   Status bound = http.Bind();
   if (!bound.ok()) return PrintError(bound);

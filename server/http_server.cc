@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "connection.h"
 #include "metrics_text.h"
 #include "protocol/request.h"
 #include "protocol/response.h"
@@ -67,6 +68,8 @@ struct StreamState {
   bool want_logprobs = false;
   int32_t n = 1;
   std::vector<size_t> text_offsets;
+  bool tools = false;                   // tool calls possible: split text into calls (#7)
+  std::vector<ToolCallParser> parsers;  // one per choice when `tools`
   bool started = false, finished = false;
   Clock::time_point deadline, last_write;
 
@@ -86,6 +89,16 @@ struct StreamState {
       ApiError err{.http_status = 500, .message = ev.error.empty() ? "generation failed" : ev.error,
                    .type = "server_error"};
       out += SseData(ErrorBody(err));
+    } else if (valid_choice && tools) {
+      ToolCallParser::Output o = parsers[ev.choice].Feed(ev.text);
+      std::optional<std::string> reason;
+      if (ev.finish_reason) {
+        reason = openai::FinishReason(*ev.finish_reason, parsers[ev.choice].IsToolCall());
+      }
+      if (!o.content.empty() || !o.calls.empty() || reason || !ev.logprobs.empty()) {
+        out += SseData(ToolCallChunk(meta, ev.choice, o.content, o.calls, reason, ev.logprobs,
+                                     want_logprobs, include_usage));
+      }
     } else if (valid_choice && (!ev.text.empty() || ev.finish_reason || !ev.logprobs.empty())) {
       out += SseData(EventChunk(meta, ev, want_logprobs, include_usage, text_offsets[ev.choice]));
       text_offsets[ev.choice] += ev.text.size();
@@ -133,11 +146,11 @@ struct HttpServer::Impl {
   void Setup();
   bool Authorized(const httplib::Request& req) const;
   std::optional<ApiError> CheckModel(const std::string& model) const;
-  std::optional<ApiError> BuildPrompt(const ParsedRequest& p, std::vector<int32_t>* ids) const;
   std::optional<ApiError> CheckContext(const CompletionRequest& r) const;
   void HandleGenerate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
-  void RespondOnce(httplib::Response& res, std::unique_ptr<RequestStream> stream,
-                   std::unique_ptr<InFlight> guard, const ParsedRequest& p, ResponseMeta meta);
+  void RespondOnce(const httplib::Request& req, httplib::Response& res,
+                   std::unique_ptr<RequestStream> stream, std::unique_ptr<InFlight> guard,
+                   const ParsedRequest& p, ResponseMeta meta);
   void RespondStream(httplib::Response& res, std::unique_ptr<RequestStream> stream,
                      std::unique_ptr<InFlight> guard, const ParsedRequest& p, ResponseMeta meta);
   void HandleTokenize(const httplib::Request& req, httplib::Response& res);
@@ -164,28 +177,6 @@ std::optional<ApiError> HttpServer::Impl::CheckModel(const std::string& model) c
                              model_id + "'",
                   .param = "model",
                   .code = "model_not_found"};
-}
-
-std::optional<ApiError> HttpServer::Impl::BuildPrompt(const ParsedRequest& p,
-                                                      std::vector<int32_t>* ids) const {
-  if (p.endpoint == Endpoint::kChat) {
-    auto text = engine.ApplyChatTemplate(Dump(p.messages), "", /*add_generation_prompt=*/true);
-    if (!text.ok()) return ErrorFromStatus(text.status(), "messages");
-    // Templates emit BOS themselves; special-token text in them is structure.
-    auto toks = engine.Tokenize(*text, /*add_special=*/false, /*parse_special=*/true);
-    if (!toks.ok()) return ErrorFromStatus(toks.status(), "messages");
-    *ids = std::move(*toks);
-  } else if (p.prompt_text) {
-    auto toks = engine.Tokenize(*p.prompt_text, /*add_special=*/true, /*parse_special=*/false);
-    if (!toks.ok()) return ErrorFromStatus(toks.status(), "prompt");
-    *ids = std::move(*toks);
-  } else {
-    *ids = p.prompt_ids;
-  }
-  if (ids->empty()) {
-    return ApiError{.message = "the prompt is empty after tokenization", .param = "prompt"};
-  }
-  return std::nullopt;
 }
 
 // OpenAI rejects prompt + max_tokens beyond the context instead of silently clamping.
@@ -218,8 +209,8 @@ void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Resp
   if (auto err = ParseRequest(req.body, endpoint, limits, &p)) return SendError(res, *err);
   if (auto err = CheckModel(p.model)) return SendError(res, *err);
   CompletionRequest creq;
-  if (auto err = BuildPrompt(p, &creq.prompt_ids)) return SendError(res, *err);
-  creq.sampling = p.sampling;
+  // Template (+ tools), tokens and the response_format / tools constraint (checked here).
+  if (auto err = openai::BuildCompletionRequest(engine, p, &creq)) return SendError(res, *err);
   if (auto err = CheckContext(creq)) return SendError(res, *err);
   auto stream = engine.Submit(std::move(creq));
   if (!stream.ok()) return SendError(res, ErrorFromStatus(stream.status()));
@@ -231,11 +222,12 @@ void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Resp
   if (p.stream) {
     RespondStream(res, std::move(*stream), std::move(guard), p, std::move(meta));
   } else {
-    RespondOnce(res, std::move(*stream), std::move(guard), p, std::move(meta));
+    RespondOnce(req, res, std::move(*stream), std::move(guard), p, std::move(meta));
   }
 }
 
-void HttpServer::Impl::RespondOnce(httplib::Response& res, std::unique_ptr<RequestStream> stream,
+void HttpServer::Impl::RespondOnce(const httplib::Request& req, httplib::Response& res,
+                                   std::unique_ptr<RequestStream> stream,
                                    std::unique_ptr<InFlight> guard, const ParsedRequest& p,
                                    ResponseMeta meta) {
   int32_t n = p.sampling.n;
@@ -243,17 +235,28 @@ void HttpServer::Impl::RespondOnce(httplib::Response& res, std::unique_ptr<Reque
   Usage usage;
   std::string error;
   Clock::time_point deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
+  // Nothing is written until the answer is complete, so a client that hangs up is noticed by
+  // watching its socket for FIN/RST.
+  const int fd = FindConnectionSocket(req.remote_addr, req.remote_port, req.local_port);
+  Clock::time_point next_check = Clock::now() + kPollInterval;
   for (bool done = false; !done;) {
     std::optional<StreamEvent> ev = stream->Next(kPollInterval);
-    if (!ev) {
-      if (Clock::now() > deadline) {
-        stream->Cancel();
-        return SendError(res, ApiError{.http_status = 503,
-                                       .message = "the request timed out and was cancelled",
-                                       .type = "server_error", .code = "timeout"});
+    if (Clock::now() >= next_check) {
+      next_check = Clock::now() + kPollInterval;
+      if (PeerHungUp(fd)) {
+        stream->Cancel();  // frees its KV blocks at the engine's next step
+        ++disconnects;
+        return SendError(res, ApiError{.http_status = 499, .message = "client closed request",
+                                       .code = "client_disconnected"});
       }
-      continue;
     }
+    if (Clock::now() > deadline) {
+      stream->Cancel();
+      return SendError(res, ApiError{.http_status = 503,
+                                     .message = "the request timed out and was cancelled",
+                                     .type = "server_error", .code = "timeout"});
+    }
+    if (!ev) continue;
     if (ev->choice >= 0 && ev->choice < n) {
       ChoiceResult& c = choices[ev->choice];
       c.text += ev->text;
@@ -269,6 +272,13 @@ void HttpServer::Impl::RespondOnce(httplib::Response& res, std::unique_ptr<Reque
   if (!error.empty()) {
     return SendError(res, ApiError{.http_status = 500, .message = error, .type = "server_error"});
   }
+  if (p.tools.Active()) {
+    for (ChoiceResult& c : choices) {
+      ToolCallParser parser(/*tools_active=*/true);
+      parser.Feed(c.text);
+      if (parser.IsToolCall()) c.tool_calls = parser.calls();
+    }
+  }
   SendJson(res, 200, CompletionBody(meta, choices, usage, p.sampling.logprobs));
 }
 
@@ -283,6 +293,8 @@ void HttpServer::Impl::RespondStream(httplib::Response& res,
   st->include_usage = p.include_usage;
   st->want_logprobs = p.sampling.logprobs;
   st->n = p.sampling.n;
+  st->tools = p.tools.Active();
+  if (st->tools) st->parsers.assign(st->n, ToolCallParser(/*tools_active=*/true));
   st->text_offsets.assign(st->n, 0);
   st->deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
   st->last_write = Clock::now();
@@ -292,6 +304,12 @@ void HttpServer::Impl::RespondStream(httplib::Response& res,
     std::string out;
     if (!st->started) {
       out = st->Start();
+    } else if (Clock::now() > st->deadline) {
+      st->stream->Cancel();
+      out = SseData(ErrorBody({.http_status = 503, .message = "the request timed out",
+                               .type = "server_error", .code = "timeout"}));
+      out += "data: [DONE]\n\n";
+      st->finished = true;
     } else if (std::optional<StreamEvent> ev = st->stream->Next(kPollInterval)) {
       out = st->Render(*ev);
       // Drain what is already queued so one write carries several events.
@@ -300,12 +318,6 @@ void HttpServer::Impl::RespondStream(httplib::Response& res,
         if (!more) break;
         out += st->Render(*more);
       }
-    } else if (Clock::now() > st->deadline) {
-      st->stream->Cancel();
-      out = SseData(ErrorBody({.http_status = 503, .message = "the request timed out",
-                               .type = "server_error", .code = "timeout"}));
-      out += "data: [DONE]\n\n";
-      st->finished = true;
     } else if (Clock::now() - st->last_write > kKeepAliveInterval) {
       out = ": keep-alive\n\n";
     }
@@ -487,6 +499,7 @@ HttpServer::HttpServer(ServingEngine& engine, ServerOptions options)
   model_id_ = impl_->opt.model_id.empty() ? ModelIdFromPath(engine.Info().path)
                                           : impl_->opt.model_id;
   impl_->model_id = model_id_;
+  if (impl_->opt.max_context <= 0) impl_->opt.max_context = engine.MaxContext();
   impl_->accepted_models = impl_->opt.model_aliases;
   impl_->accepted_models.push_back(model_id_);
   impl_->accepted_models.push_back(engine.Info().path);

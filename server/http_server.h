@@ -26,7 +26,7 @@ struct ServerOptions {
   int read_timeout_s = 30, write_timeout_s = 30;
   int request_timeout_s = 600;            // whole generation; then cancelled
   int max_n = 16;
-  int max_context = 0;                    // tokens per sequence; > 0 → prompt + max_tokens checked
+  int max_context = 0;                    // tokens per sequence (prompt + max_tokens); 0 → engine's
 };
 
 class HttpServer {

@@ -10,6 +10,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 namespace kiln::server {
 namespace {
 
@@ -65,15 +70,19 @@ class FakeEngine : public ServingEngine {
   }
   const ModelInfo& Info() const override { return info_; }
   std::string DescribeConfig() const override { return "fake"; }
+  int32_t MaxContext() const override { return 1 << 20; }
+  Status CheckConstraint(const Constraint& c) const override {
+    return c.kind == Constraint::Kind::kNone ? Status::Ok() : InvalidArgument("%s", c.field.c_str());
+  }
   StatusOr<std::unique_ptr<RequestStream>> Submit(CompletionRequest request) override {
     if (request.prompt_ids.size() > 100) return InvalidArgument("prompt longer than the context");
     return std::unique_ptr<RequestStream>(std::make_unique<FakeStream>(request, &cancels));
   }
-  Status CheckConstraint(const Constraint&) const override { return Status::Ok(); }
   EngineMetrics Metrics() const override {
     EngineMetrics m;
     m.ttft_ms_buckets = {10, 100};
     m.ttft_ms_counts = {1, 2, 3};
+    m.ttft_ms_sum = 1234.5;
     return m;
   }
   StatusOr<std::vector<int32_t>> Tokenize(std::string_view text, bool, bool) const override {
@@ -246,6 +255,9 @@ TEST_F(HttpServerTest, TokenizeDetokenizeMetricsPage) {
   ASSERT_TRUE(m);
   EXPECT_NE(m->body.find("kiln_time_to_first_token_ms_bucket{le=\"+Inf\"} 6"), std::string::npos)
       << m->body;
+  EXPECT_NE(m->body.find("kiln_time_to_first_token_ms_sum 1234.5\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("kiln_time_to_first_token_ms_count 6\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("kiln_inter_token_latency_ms_sum 0\n"), std::string::npos) << m->body;
   auto page = client_->Get("/");
   ASSERT_TRUE(page);
   EXPECT_NE(page->body.find("<title>kiln chat</title>"), std::string::npos);
@@ -267,6 +279,117 @@ TEST_F(HttpServerTest, DisconnectCancels) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(engine_.cancels.load(), 1);
+}
+
+// A raw connection that sends one request and can hang up before the answer.
+int SendRaw(int port, const std::string& body) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
+  std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Type: application/json\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (send(fd, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) return -1;
+  return fd;
+}
+
+TEST_F(HttpServerTest, NonStreamingDisconnectCancels) {
+  Start({});
+  // 100000 tokens at 5 ms each: only a cancellation ends this request within the test.
+  int fd = SendRaw(server_->port(), R"({"model":"fake","messages":[{"role":"user","content":"hi"}],
+                                       "max_tokens":100000})");
+  ASSERT_GE(fd, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(engine_.cancels.load(), 0);  // still generating while the client waits
+  close(fd);
+  for (int i = 0; i < 100 && engine_.cancels.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(engine_.cancels.load(), 1);
+  std::string m;
+  for (int i = 0; i < 100; ++i) {  // the handler returns just after the cancel
+    auto r = client_->Get("/metrics");
+    ASSERT_TRUE(r);
+    m = r->body;
+    if (m.find("kiln_http_requests_in_flight 0\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(m.find("kiln_http_client_disconnects_total 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("kiln_http_requests_in_flight 0\n"), std::string::npos) << m;
+}
+
+TEST_F(HttpServerTest, Limits) {
+  Start({.max_body_bytes = 4096, .max_concurrent = 1, .max_n = 4});
+  ExpectError(Post("/v1/chat/completions", std::string(5000, ' ')), 413);
+  ExpectError(Post("/v1/chat/completions",
+                   R"({"model":"fake","messages":[{"role":"user","content":"x"}],"n":5})"), 400);
+  // One slow request in flight: the next generation request gets 429 with Retry-After.
+  int fd = SendRaw(server_->port(), R"({"model":"fake","messages":[{"role":"user","content":"hi"}],
+                                       "max_tokens":100000})");
+  ASSERT_GE(fd, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto busy = Post("/v1/chat/completions", kChat);
+  ExpectError(busy, 429);
+  EXPECT_EQ(busy->get_header_value("Retry-After"), "1");
+  close(fd);
+  for (int i = 0; i < 100 && engine_.cancels.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (int i = 0; i < 100; ++i) {  // the cancelled handler returns soon after
+    auto m = client_->Get("/metrics");
+    ASSERT_TRUE(m);
+    if (m->body.find("kiln_http_requests_in_flight 0\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto ok = Post("/v1/chat/completions", kChat);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+}
+
+TEST_F(HttpServerTest, SlowClientReadTimeout) {
+  Start({.read_timeout_s = 1});
+  // Headers never finished (slowloris): the server closes the connection after the timeout.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  std::string partial = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(send(fd, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
+  timeval tv{.tv_sec = 20, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  auto t0 = std::chrono::steady_clock::now();
+  char buf[256];
+  while (recv(fd, buf, sizeof buf, 0) > 0) {
+  }
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  close(fd);
+  // Closed by the server (cpp-httplib: keep-alive wait 5 s + read timeout), not by our 20 s.
+  EXPECT_LT(waited, 9.0);
+  auto health = client_->Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+TEST_F(HttpServerTest, RequestTimeoutCancels) {
+  Start({.request_timeout_s = 1});
+  auto r = Post("/v1/chat/completions", R"({"model":"fake","messages":[{"role":"user","content":"x"}],
+                                          "max_tokens":100000})");
+  ExpectError(r, 503);
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "timeout");
+  EXPECT_EQ(engine_.cancels.load(), 1);
+  // Streaming: an error event, then [DONE], while tokens keep flowing.
+  auto s = Post("/v1/chat/completions", R"({"model":"fake","messages":[{"role":"user","content":"x"}],
+                                          "max_tokens":100000,"stream":true})");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status, 200);
+  EXPECT_NE(s->body.find(R"("code":"timeout")"), std::string::npos);
+  EXPECT_TRUE(s->body.ends_with("data: [DONE]\n\n"));
+  EXPECT_EQ(engine_.cancels.load(), 2);
 }
 
 }  // namespace

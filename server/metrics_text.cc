@@ -13,7 +13,8 @@ void Metric(std::string* out, const char* name, const char* type, const char* he
 
 // EngineMetrics holds per-bucket counts (+Inf last); Prometheus wants cumulative `le` buckets.
 void Histogram(std::string* out, const char* name, const char* help,
-               const std::vector<double>& bounds, const std::vector<int64_t>& counts) {
+               const std::vector<double>& bounds, const std::vector<int64_t>& counts,
+               double sum) {
   *out += StrFormat("# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
   int64_t cumulative = 0;
   for (size_t i = 0; i < counts.size(); ++i) {
@@ -25,6 +26,7 @@ void Histogram(std::string* out, const char* name, const char* help,
   if (counts.size() <= bounds.size()) {  // engine sent no +Inf bucket: add it
     *out += StrFormat("%s_bucket{le=\"+Inf\"} %lld\n", name, static_cast<long long>(cumulative));
   }
+  *out += StrFormat("%s_sum %.17g\n", name, sum);
   *out += StrFormat("%s_count %lld\n", name, static_cast<long long>(cumulative));
 }
 
@@ -36,6 +38,16 @@ std::string PrometheusText(const EngineMetrics& m, const HttpCounters& http) {
   Metric(&out, "kiln_running", "gauge", "Sequences being decoded.", m.running);
   Metric(&out, "kiln_kv_blocks_total", "gauge", "KV cache blocks in the pool.", m.kv_blocks_total);
   Metric(&out, "kiln_kv_blocks_used", "gauge", "KV cache blocks in use.", m.kv_blocks_used);
+  Metric(&out, "kiln_kv_blocks_cached", "gauge",
+         "Used KV blocks held only by the prefix cache (reusable, evicted on demand).",
+         m.kv_blocks_cached);
+  Metric(&out, "kiln_kv_fragmentation_ratio", "gauge",
+         "Unfilled slots / slots of the KV blocks sequences hold.",
+         m.kv_slots_allocated > 0 ? double(m.kv_slots_unfilled) / m.kv_slots_allocated : 0.0);
+  Metric(&out, "kiln_kv_slot_steps_allocated_total", "counter",
+         "Slots of KV blocks sequences hold, summed over engine steps.", m.kv_slot_steps_allocated);
+  Metric(&out, "kiln_kv_slot_steps_unfilled_total", "counter",
+         "Unfilled slots of KV blocks sequences hold, summed over steps.", m.kv_slot_steps_unfilled);
   Metric(&out, "kiln_kv_block_tokens", "gauge", "Tokens per KV block.", m.kv_block_tokens);
   Metric(&out, "kiln_kv_cache_usage_ratio", "gauge", "Fraction of KV blocks in use.",
          m.kv_blocks_total > 0 ? double(m.kv_blocks_used) / m.kv_blocks_total : 0.0);
@@ -59,13 +71,13 @@ std::string PrometheusText(const EngineMetrics& m, const HttpCounters& http) {
   Metric(&out, "kiln_generation_tokens_per_second", "gauge", "Recent generation throughput.",
          m.gen_tok_s);
   Histogram(&out, "kiln_time_to_first_token_ms", "Time to first token in milliseconds.",
-            m.ttft_ms_buckets, m.ttft_ms_counts);
+            m.ttft_ms_buckets, m.ttft_ms_counts, m.ttft_ms_sum);
   Histogram(&out, "kiln_inter_token_latency_ms", "Time between tokens in milliseconds.",
-            m.itl_ms_buckets, m.itl_ms_counts);
+            m.itl_ms_buckets, m.itl_ms_counts, m.itl_ms_sum);
   Metric(&out, "kiln_http_requests_in_flight", "gauge", "Generation requests being served.",
          http.in_flight);
   Metric(&out, "kiln_http_client_disconnects_total", "counter",
-         "Streams cancelled because the client disconnected.", http.client_disconnects);
+         "Requests cancelled because the client disconnected.", http.client_disconnects);
   out += "# HELP kiln_http_responses_total HTTP responses by status code.\n"
          "# TYPE kiln_http_responses_total counter\n";
   for (const auto& [status, count] : http.responses_by_status) {

@@ -49,6 +49,17 @@ StatusOr<ModelInfo> InspectModel(const std::string& model);
 // Resolves a model reference to a local path, downloading hf:// references into the cache.
 StatusOr<std::string> ResolveModel(const std::string& model);
 
+// Structured generation (#7): every choice's output is a sentence of this grammar (or a valid
+// prefix of one when it stops for length). The end-of-generation token is allowed only where
+// the grammar may end; when it must end, generation stops with finish_reason "stop".
+// Where the grammar forces the next bytes, they are emitted without sampling (jump-forward).
+struct Constraint {
+  enum class Kind { kNone, kJsonObject, kJsonSchema, kGbnf };
+  Kind kind = Kind::kNone;
+  std::string text;   // kJsonSchema: the schema document (JSON); kGbnf: the grammar; else ""
+  std::string field;  // the request field it came from, for error messages ("response_format")
+};
+
 struct GenerateRequest {
   std::string prompt;               // text; ignored when prompt_ids is non-empty
   std::vector<int32_t> prompt_ids;  // token ids, used as is
@@ -63,13 +74,15 @@ struct GenerateRequest {
   uint64_t seed = 0;
   std::vector<std::string> stop;    // stop strings (never emitted)
   bool ignore_eos = false;
+  Constraint constraint;            // kNone = unconstrained; errors name constraint.field
 };
 
 struct GenerateResult {
   std::vector<int32_t> prompt_ids;
   std::vector<int32_t> output_ids;
   std::string text;
-  std::string finish_reason;  // "stop" (EOS/EOT or stop string) | "length"
+  std::string finish_reason;  // "stop" (EOS/EOT, stop string, grammar complete) | "length"
+  int32_t n_forced = 0;       // output tokens the grammar forced (jump-forward: not sampled)
   double prompt_ms = 0;       // prefill time
   double gen_ms = 0;          // time after the first token
   double load_ms = 0;         // model load time (filled by the engine's first user)
@@ -84,8 +97,13 @@ struct PerplexityResult {
 };
 
 struct BenchResult {
-  int32_t n_prompt = 0, n_gen = 0, n_threads = 0;
-  double pp_tok_s = 0, tg_tok_s = 0;
+  int32_t n_prompt = 0, n_gen = 0, n_threads = 0, n_reps = 0;
+  double pp_tok_s = 0, tg_tok_s = 0;          // means over the repetitions (wall time)
+  double pp_tok_s_std = 0, tg_tok_s_std = 0;  // sample standard deviations
+  std::vector<double> pp_runs, tg_runs;       // tokens/s of each repetition
+  double pp_cpu_s = 0, tg_cpu_s = 0;          // mean process CPU seconds per run (all threads)
+  double pp_wall_s = 0, tg_wall_s = 0;        // mean wall seconds per run
+  double load_ms = 0;                         // model load time
   std::string isa;
 };
 
@@ -113,7 +131,8 @@ class Engine {
                                                 int32_t max_chunks) = 0;
   // Raw logits of every position of `ids` (fresh context), [ids.size() * n_vocab].
   virtual StatusOr<std::vector<float>> Logits(const std::vector<int32_t>& ids) = 0;
-  virtual StatusOr<BenchResult> Bench(int32_t n_prompt, int32_t n_gen) = 0;
+  // n_reps timed repetitions of (prefill n_prompt, then n_gen decode steps) after a warm-up.
+  virtual StatusOr<BenchResult> Bench(int32_t n_prompt, int32_t n_gen, int32_t n_reps = 1) = 0;
 };
 
 // A tokenizer alone (from a model file/folder or a tokenizer.json), for `kiln tokenize`.

@@ -15,7 +15,9 @@
 //    before temperature / top-k / top-p / min-p (i.e. the model's distribution as adjusted).
 //  - n > 1: choice 0 uses `seed`, choice i a fixed function of it; the prompt is computed once.
 //  - Dropping a RequestStream cancels its request. Errors of Submit: InvalidArgument naming
-//    the field. A constraint that cannot be compiled is InvalidArgument naming the field.
+//    the field. A constraint that cannot be compiled is InvalidArgument naming the field and,
+//    for JSON Schema, the keyword (e.g. "response_format.json_schema.schema: unsupported JSON
+//    Schema keyword 'not' at #/properties/a").
 #pragma once
 
 #include <chrono>
@@ -65,12 +67,7 @@ struct SamplingOptions {
   int32_t top_logprobs = 0;           // 0..20
 };
 
-struct Constraint {
-  enum class Kind { kNone, kJsonObject, kJsonSchema, kGbnf };
-  Kind kind = Kind::kNone;
-  std::string text;   // kJsonSchema: the schema document (JSON); kGbnf: the grammar; else ""
-  std::string field;  // the request field it came from, for error messages ("response_format")
-};
+// Constraint (structured generation, #7) is declared in kiln/engine.h.
 
 struct CompletionRequest {
   std::vector<int32_t> prompt_ids;    // already templated and tokenized
@@ -124,12 +121,19 @@ class RequestStream {
 struct EngineMetrics {
   int64_t queue_length = 0, running = 0;
   int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_block_tokens = 0;
+  int64_t kv_blocks_cached = 0;  // of the used: held only by the prefix cache (evictable)
+  // KV fragmentation: of the slots of blocks that sequences hold (cache-only blocks excluded),
+  // those holding no token; now, and summed over engine steps (a run's mean is the ratio of the
+  // sums' differences).
+  int64_t kv_slots_allocated = 0, kv_slots_unfilled = 0;
+  int64_t kv_slot_steps_allocated = 0, kv_slot_steps_unfilled = 0;
   int64_t prefix_cache_queries = 0, prefix_cache_hit_tokens = 0, prefix_cache_query_tokens = 0;
   int64_t requests_finished = 0, prompt_tokens_total = 0, generated_tokens_total = 0;
   int64_t preemptions = 0;
   double gen_tok_s = 0;  // recent generation throughput
   std::vector<double> ttft_ms_buckets, itl_ms_buckets;        // histogram bucket bounds
   std::vector<int64_t> ttft_ms_counts, itl_ms_counts;         // counts per bucket (+Inf last)
+  double ttft_ms_sum = 0, itl_ms_sum = 0;                     // sums of the observed values
 };
 
 class ServingEngine {
@@ -140,9 +144,12 @@ class ServingEngine {
   virtual const ModelInfo& Info() const = 0;
   // The effective configuration after presets (for the start-up banner).
   virtual std::string DescribeConfig() const = 0;
+  // Tokens per sequence (prompt + output) after presets: longer requests are refused.
+  virtual int32_t MaxContext() const = 0;
   // Validates (InvalidArgument naming the field; prompt longer than the context etc.) and queues.
   virtual StatusOr<std::unique_ptr<RequestStream>> Submit(CompletionRequest request) = 0;
-  // Compiles (and caches) a constraint without submitting anything.
+  // Compiles (and caches) a constraint without submitting anything: OK, or InvalidArgument
+  // naming constraint.field and the cause. Submit does the same check.
   virtual Status CheckConstraint(const Constraint& constraint) const = 0;
   virtual EngineMetrics Metrics() const = 0;
 

@@ -1,12 +1,11 @@
 """kiln.Engine / kiln.AsyncEngine: the engine in-process with the `openai` client's shape."""
 import asyncio
 import concurrent.futures
-import json
 import os
 import time
 
 from . import _core, _protocol, _types
-from ._errors import BadRequestError, InternalServerError, from_status
+from ._errors import BadRequestError, InternalServerError, from_request_error, from_status
 
 _POLL_MS = 100  # Next() timeout: bounds how long close() or Ctrl-C waits for a blocked reader
 _OVERRIDES = ("n_threads", "max_sequences", "max_context", "kv_memory_bytes", "prefill_chunk")
@@ -39,7 +38,7 @@ class _Core:
         self.model_id = _model_id(model)
         self.created = int(time.time())
         self.info = self.engine.info()
-        self.limits = _protocol.Limits(n_vocab=self.info["n_vocab"])
+        self.n_vocab = self.info["n_vocab"]
         self.fingerprint = "kiln-" + (self.info["architecture"] or "model")
 
     def call(self, fn, *args):
@@ -56,23 +55,12 @@ class _Core:
             body.pop(key, None)
         body.update(extra)
         body.setdefault("model", self.model_id)
-        req = _protocol.parse_request(body, chat, self.limits)
-        if chat:
-            text = self.call(self.engine.apply_chat_template, json.dumps(req.messages), "", True)
-            # The template writes BOS itself; special-token text in it is parsed (as `kiln run --chat`).
-            ids = self.call(self.engine.tokenize, text, False, True)
-        elif req.prompt_text is not None:
-            ids = self.call(self.engine.tokenize, req.prompt_text, True, False)
-        else:
-            ids = req.prompt_ids
-        if not ids:
-            raise BadRequestError("the prompt encodes to no tokens", "messages" if chat else "prompt")
-        sampling = _core.SamplingOptions()
-        for name, value in vars(req.sampling).items():
-            if value is not None:  # seed=None keeps the C++ default (engine entropy)
-                setattr(sampling, name, value)
+        req = _protocol.parse_request(body, chat, self.n_vocab)
+        # Template (+ tools), tokens, constraint check and submit: the server's code path.
         try:
-            stream = self.engine.submit(ids, sampling)
+            stream = self.engine.submit_request(req)
+        except _core.RequestError as e:
+            raise from_request_error(e) from None
         except _core.StatusError as e:
             raise from_status(e) from None
         meta = {"chat": chat, "id": _types.new_id(chat), "created": int(time.time()),
@@ -89,7 +77,11 @@ class _Request:
         self.parsed = parsed
         self.meta = meta
         self.stream = stream
-        self.want_logprobs = parsed.sampling.logprobs
+        self.sampling = parsed.sampling
+        self.want_logprobs = self.sampling.logprobs
+        self.n = self.sampling.n
+        self.tools = parsed.tools_active and meta["chat"]
+        self.parsers = {}
         self.started = set()
         self.offsets = {}
         self.texts, self.entries, self.reasons = {}, {}, {}
@@ -104,7 +96,18 @@ class _Request:
         if self.meta["chat"] and e.choice not in self.started and (text or e.finish_reason):
             out.append(_types.role_chunk(self.meta, e.choice))
             self.started.add(e.choice)
-        if text or e.finish_reason or (self.want_logprobs and e.logprobs):
+        if self.tools:
+            parser = self.parsers.setdefault(e.choice, _core.ToolCallParser(True))
+            content, calls = parser.feed(e.text)
+            content = content.decode("utf-8", errors="replace")
+            reason = None
+            if e.finish_reason:
+                reason = "tool_calls" if parser.is_tool_call() else \
+                    _types.openai_finish_reason(e.finish_reason)
+            if content or calls or reason or (self.want_logprobs and e.logprobs):
+                out.append(_types.tool_chunk(self.meta, e.choice, content, calls, reason,
+                                             e.logprobs if self.want_logprobs else None))
+        elif text or e.finish_reason or (self.want_logprobs and e.logprobs):
             offset = self.offsets.get(e.choice, 0)
             out.append(_types.event_chunk(self.meta, e, text, self.want_logprobs, offset))
             self.offsets[e.choice] = offset + len(e.text)
@@ -123,9 +126,17 @@ class _Request:
             self.usage = e.usage
 
     def result(self):
-        n = self.parsed.sampling.n
-        choices = [(self.texts.get(i, b"").decode("utf-8", errors="replace"),
-                    self.entries.get(i, []), self.reasons.get(i, "stop")) for i in range(n)]
+        choices = []
+        for i in range(self.n):
+            raw = self.texts.get(i, b"")
+            calls = []
+            if self.tools:
+                parser = _core.ToolCallParser(True)
+                parser.feed(raw)
+                if parser.is_tool_call():
+                    calls = parser.calls()
+            choices.append((raw.decode("utf-8", errors="replace"), self.entries.get(i, []),
+                            self.reasons.get(i, "stop"), calls))
         return _types.completion(self.meta, choices, self.usage, self.want_logprobs)
 
 
@@ -342,8 +353,8 @@ class _EngineBase:
     def apply_chat_template(self, messages, add_generation_prompt=True):
         core = self._live()
         parsed = _protocol.parse_request({"model": core.model_id, "messages": messages}, True,
-                                         core.limits)
-        return core.call(core.engine.apply_chat_template, json.dumps(parsed.messages), "",
+                                         core.n_vocab)
+        return core.call(core.engine.apply_chat_template, parsed.messages_json, "",
                          add_generation_prompt)
 
     def metrics(self):

@@ -74,3 +74,16 @@ def from_status(status_error, param=None):
         return EngineClosedError(message, param)
     cls, code = _BY_STATUS.get(str(code_name).upper(), (InternalServerError, None))
     return cls(message, param, code)
+
+
+_BY_HTTP = {400: BadRequestError, 404: NotFoundError, 429: RateLimitError,
+            503: ServiceUnavailableError}
+
+
+def from_request_error(request_error):
+    """Maps kiln._core.RequestError(http_status, message, type, param, code): the api layer's
+    openai::RequestError, the same object the server sends as {"error": {...}}."""
+    status, message, _type, param, code = request_error.args
+    if message == "the engine is closed":
+        return EngineClosedError(message, param)
+    return _BY_HTTP.get(status, InternalServerError)(message, param, code)

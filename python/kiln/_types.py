@@ -109,13 +109,20 @@ def legacy_logprobs(entries, text_offset):
 
 
 def completion(meta, choices, usage, want_logprobs):
-    """choices: list of (text, logprob entries, kiln finish reason)."""
+    """choices: list of (text, logprob entries, kiln finish reason, tool calls); tool calls are
+    (id, name, arguments) tuples: then content is None and finish_reason "tool_calls"."""
     out = []
-    for i, (text, entries, reason) in enumerate(choices):
+    for i, (text, entries, reason, calls) in enumerate(choices):
         if meta["chat"]:
             c = {"index": i, "message": {"role": "assistant", "content": text},
                  "finish_reason": openai_finish_reason(reason),
                  "logprobs": chat_logprobs(entries) if want_logprobs else None}
+            if calls:
+                c["message"]["content"] = None
+                c["message"]["tool_calls"] = [
+                    {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+                    for cid, name, args in calls]
+                c["finish_reason"] = "tool_calls"
         else:
             c = {"index": i, "text": text, "finish_reason": openai_finish_reason(reason),
                  "logprobs": legacy_logprobs(entries, 0) if want_logprobs else None}
@@ -150,6 +157,29 @@ def event_chunk(meta, event, text, want_logprobs, text_offset):
         c = {"index": event.choice, "text": text, "finish_reason": reason,
              "logprobs": legacy_logprobs(event.logprobs, text_offset)
              if want_logprobs and event.logprobs else None}
+    return _chunk(meta, [c])
+
+
+def tool_chunk(meta, choice, content, calls, reason, logprobs):
+    """A chat chunk of a request with tools: content and/or tool-call deltas as OpenAI streams
+    them (calls: (index, id or None, name or None, arguments fragment) from the parser)."""
+    delta = {}
+    if content:
+        delta["content"] = content
+    if calls:
+        items = []
+        for index, cid, name, args in calls:
+            item = {"index": index}
+            fn = {"arguments": args}
+            if cid is not None:
+                item["id"], item["type"] = cid, "function"
+            if name is not None:
+                fn = {"name": name, "arguments": args}
+            item["function"] = fn
+            items.append(item)
+        delta["tool_calls"] = items
+    c = {"index": choice, "delta": delta, "finish_reason": reason,
+         "logprobs": chat_logprobs(logprobs) if logprobs else None}
     return _chunk(meta, [c])
 
 

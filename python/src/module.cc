@@ -1,7 +1,8 @@
 // kiln._core: the nanobind module the `kiln` Python package wraps, over kiln::ServingEngine.
-// Thin on purpose: request validation and OpenAI shapes live in Python (kiln/_protocol.py,
-// kiln/_types.py); this file moves prompt ids and sampling options in and stream events out,
-// releasing the GIL whenever the engine may block.
+// Thin on purpose: request parsing and validation are the api layer's (include/kiln/openai.h,
+// the same code as the server's), tool-call parsing is include/kiln/tools.h, and the OpenAI
+// object shapes live in Python (kiln/_types.py); this file moves requests in and stream events
+// out, releasing the GIL whenever the engine may block.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
@@ -17,7 +18,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kiln/openai.h"
 #include "kiln/serving.h"
+#include "kiln/tools.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -35,6 +38,37 @@ class StatusException : public std::runtime_error {
  private:
   std::string code_;
 };
+
+// An OpenAI request error: raised as kiln._core.RequestError(http_status, message, type,
+// param, code); kiln/_errors.py maps it to the exception class.
+class RequestException : public std::runtime_error {
+ public:
+  explicit RequestException(openai::RequestError e)
+      : std::runtime_error(e.message), error_(std::move(e)) {}
+  const openai::RequestError& error() const { return error_; }
+
+ private:
+  openai::RequestError error_;
+};
+
+// A parsed, validated request (kiln.Engine passes it back to submit_request).
+struct PyRequest {
+  openai::Request request;
+};
+
+PyRequest ParseRequest(const std::string& body, bool chat, int64_t n_vocab) {
+  PyRequest out;
+  openai::RequestLimits limits;
+  limits.n_vocab = n_vocab;
+  auto endpoint = chat ? openai::Endpoint::kChat : openai::Endpoint::kCompletion;
+  std::optional<openai::RequestError> err;
+  {
+    nb::gil_scoped_release release;
+    err = openai::ParseRequest(body, endpoint, limits, &out.request);
+  }
+  if (err) throw RequestException(std::move(*err));
+  return out;
+}
 
 template <typename T>
 T ValueOrThrow(StatusOr<T> v) {
@@ -141,6 +175,22 @@ class PyEngine {
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mu_);
     auto stream = std::make_shared<PyStream>(ValueOrThrow(Get().Submit(std::move(request))));
+    std::erase_if(streams_, [](const std::weak_ptr<PyStream>& w) { return w.expired(); });
+    streams_.push_back(stream);
+    return stream;
+  }
+
+  // The server's path: template (+ tools), tokens, constraint check, then Submit.
+  std::shared_ptr<PyStream> SubmitRequest(const PyRequest& parsed) {
+    nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mu_);
+    CompletionRequest request;
+    if (auto err = openai::BuildCompletionRequest(Get(), parsed.request, &request)) {
+      throw RequestException(std::move(*err));
+    }
+    auto submitted = Get().Submit(std::move(request));
+    if (!submitted.ok()) throw RequestException(openai::ErrorFromStatus(submitted.status()));
+    auto stream = std::make_shared<PyStream>(std::move(*submitted));
     std::erase_if(streams_, [](const std::weak_ptr<PyStream>& w) { return w.expired(); });
     streams_.push_back(stream);
     return stream;
@@ -283,6 +333,37 @@ void BindTypes(nb::module_& m) {
       .def_ro("itl_ms_counts", &EngineMetrics::itl_ms_counts);
 }
 
+void BindRequestTypes(nb::module_& m) {
+  nb::class_<PyRequest>(m, "Request")
+      .def_prop_ro("model", [](const PyRequest& r) { return r.request.model; })
+      .def_prop_ro("stream", [](const PyRequest& r) { return r.request.stream; })
+      .def_prop_ro("include_usage", [](const PyRequest& r) { return r.request.include_usage; })
+      .def_prop_ro("messages_json", [](const PyRequest& r) { return r.request.messages_json; })
+      .def_prop_ro("sampling", [](const PyRequest& r) { return r.request.sampling; })
+      .def_prop_ro("tools_active", [](const PyRequest& r) { return r.request.tools.Active(); });
+  m.def("parse_request", &ParseRequest, "body"_a, "chat"_a, "n_vocab"_a = 0,
+        "Parses and validates an OpenAI request body (JSON text); raises RequestError.");
+
+  nb::class_<ToolCallParser>(m, "ToolCallParser")
+      .def(nb::init<bool>(), "tools_active"_a)
+      // (content bytes, [(index, id or None, name or None, arguments)]) to send for this delta.
+      .def("feed",
+           [](ToolCallParser& p, nb::bytes delta) {
+             ToolCallParser::Output o = p.Feed(std::string_view(delta.c_str(), delta.size()));
+             nb::list calls;
+             for (const ToolCallDelta& d : o.calls) {
+               calls.append(nb::make_tuple(d.index, d.id, d.name, d.arguments));
+             }
+             return nb::make_tuple(nb::bytes(o.content.data(), o.content.size()), calls);
+           })
+      .def("is_tool_call", &ToolCallParser::IsToolCall)
+      .def("calls", [](const ToolCallParser& p) {
+        nb::list out;
+        for (const ToolCall& c : p.calls()) out.append(nb::make_tuple(c.id, c.name, c.arguments));
+        return out;
+      });
+}
+
 }  // namespace
 }  // namespace kiln::python
 
@@ -299,6 +380,18 @@ NB_MODULE(_core, m) {
     }
   });
   BindTypes(m);
+
+  static nb::exception<RequestException> request_error(m, "RequestError");
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const RequestException& e) {
+      const kiln::openai::RequestError& r = e.error();
+      nb::object args = nb::make_tuple(r.http_status, r.message, r.type, r.param, r.code);
+      PyErr_SetObject(request_error.ptr(), args.ptr());
+    }
+  });
+  BindRequestTypes(m);
 
   nb::class_<PyStream>(m, "Stream")
       .def("next", &PyStream::Next, "timeout_ms"_a,
@@ -325,6 +418,7 @@ NB_MODULE(_core, m) {
       .def("close", &PyEngine::Close)
       .def_prop_ro("closed", &PyEngine::closed)
       .def("submit", &PyEngine::Submit, "prompt_ids"_a, "sampling"_a, "priority"_a = 0)
+      .def("submit_request", &PyEngine::SubmitRequest, "request"_a)
       .def("tokenize", &PyEngine::Tokenize, "text"_a, "add_special"_a = false,
            "parse_special"_a = false)
       .def("detokenize", &PyEngine::Detokenize, "ids"_a)

@@ -1,8 +1,6 @@
-// OpenAI request bodies (chat/completions, completions) → kiln::CompletionRequest inputs.
-// Strict validation: every known field is type- and range-checked and a failure names the field
-// (`param` of OpenAI's error object). Fields OpenAI documents that do not change the output
-// (user, store, metadata, service_tier, …) and fields nobody documents are ignored, like vLLM;
-// fields whose meaning kiln cannot honour yet (tools, response_format, audio, …) fail closed.
+// OpenAI request bodies → kiln requests, for the HTTP server. The parser and validator itself
+// is the api layer's (include/kiln/openai.h), shared with the Python package; this header
+// adapts it to the server's types (nlohmann JSON messages) and builds error bodies.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -10,51 +8,21 @@
 #include <string>
 #include <vector>
 
+#include "kiln/openai.h"
 #include "kiln/serving.h"
 
 namespace kiln::server {
 
-// A request error: the HTTP layer turns it into {"error": {message, type, param, code}}.
-struct ApiError {
-  int http_status = 400;
-  std::string message;
-  std::string type = "invalid_request_error";
-  std::string param;  // "" → null
-  std::string code;   // "" → null
+using ApiError = openai::RequestError;
+using Endpoint = openai::Endpoint;
+using RequestLimits = openai::RequestLimits;
+
+// The validated request, before tokenization: openai::Request plus the messages as JSON.
+struct ParsedRequest : openai::Request {
+  nlohmann::json messages;  // kChat: messages_json parsed
 };
 
-enum class Endpoint { kChat, kCompletion };
-
-struct RequestLimits {
-  int max_n = 16;
-  int max_stop = 4;
-  int max_logit_bias = 1024;
-  int max_top_logprobs = 20;
-  int max_messages = 4096;
-  int64_t n_vocab = 0;   // logit_bias keys must be < n_vocab when > 0
-};
-
-// The validated request, before tokenization.
-struct ParsedRequest {
-  Endpoint endpoint = Endpoint::kChat;
-  std::string model;
-  bool stream = false;
-  bool include_usage = false;
-  // kChat: the messages array as the chat template expects it (string contents, developer → system).
-  nlohmann::json messages;
-  // kCompletion: a text prompt or token ids (exactly one is set).
-  std::optional<std::string> prompt_text;
-  std::vector<int32_t> prompt_ids;
-  bool echo = false;
-  SamplingOptions sampling;
-  // Structured generation (#7): the raw response_format / tools when they are not a no-op.
-  // Today the parser rejects them; the hook is here so the grammar engine only has to fill
-  // CompletionRequest::grammar from these.
-  nlohmann::json response_format;
-  nlohmann::json tools;
-};
-
-// Parses and validates a request body. The body must be UTF-8 JSON (nlohmann checks encoding).
+// Parses and validates a request body (see include/kiln/openai.h for the policy on fields).
 std::optional<ApiError> ParseRequest(std::string_view body, Endpoint endpoint,
                                      const RequestLimits& limits, ParsedRequest* out);
 
@@ -62,7 +30,9 @@ std::optional<ApiError> ParseRequest(std::string_view body, Endpoint endpoint,
 std::optional<ApiError> ParseJsonBody(std::string_view body, int max_depth, nlohmann::json* out);
 
 // Maps a kiln::Status from the engine to an ApiError (one place for code → HTTP status).
-ApiError ErrorFromStatus(const Status& status, std::string param = "");
+inline ApiError ErrorFromStatus(const Status& status, std::string param = "") {
+  return openai::ErrorFromStatus(status, std::move(param));
+}
 
 // {"error": {...}} as OpenAI sends it.
 nlohmann::json ErrorBody(const ApiError& error);

@@ -108,9 +108,9 @@ TEST(RequestTest, RejectsWithParam) {
       {R"("stream_options":{"include_usage":true})", "stream_options"},
       {R"("stream":true,"stream_options":{"include_usage":1})", "stream_options.include_usage"},
       {R"("stream":"yes")", "stream"},
-      {R"("response_format":{"type":"json_object"})", "response_format"},
-      {R"("tools":[{"type":"function","function":{"name":"f"}}])", "tools"},
-      {R"("tool_choice":"auto")", "tool_choice"},
+      {R"("response_format":{"type":"yaml"})", "response_format.type"},
+      {R"("tools":[{"type":"function","function":{"name":"f g"}}])", "tools[0].function.name"},
+      {R"("tool_choice":"auto")", "tool_choice"},  // without tools
       {R"("functions":[{"name":"f"}])", "functions"},
       {R"("modalities":["audio"])", "modalities"},
       {R"("user":5)", "user"},

@@ -48,8 +48,8 @@ std::string NewResponseId(Endpoint endpoint) {
 }
 
 std::string OpenAiFinishReason(const std::string& kiln_reason) {
-  if (kiln_reason == "length") return "length";
-  return "stop";  // "stop", "abort" (server shutting down); "error" is reported separately
+  // "stop", "abort" (server shutting down); "error" is reported separately
+  return openai::FinishReason(kiln_reason, /*tool_calls=*/false);
 }
 
 json UsageJson(const Usage& usage) {
@@ -101,12 +101,22 @@ json CompletionBody(const ResponseMeta& meta, const std::vector<ChoiceResult>& c
     json choice{{"index", i}};
     if (meta.endpoint == Endpoint::kChat) {
       choice["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+      if (!c.tool_calls.empty()) {
+        json calls = json::array();
+        for (const ToolCall& t : c.tool_calls) {
+          calls.push_back({{"id", t.id},
+                           {"type", "function"},
+                           {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
+        }
+        choice["message"]["content"] = nullptr;
+        choice["message"]["tool_calls"] = std::move(calls);
+      }
       choice["logprobs"] = want_logprobs ? ChatLogprobs(c.logprobs) : json(nullptr);
     } else {
       choice["text"] = c.text;
       choice["logprobs"] = want_logprobs ? LegacyLogprobs(c.logprobs, 0) : json(nullptr);
     }
-    choice["finish_reason"] = OpenAiFinishReason(c.finish_reason);
+    choice["finish_reason"] = openai::FinishReason(c.finish_reason, !c.tool_calls.empty());
     out.push_back(std::move(choice));
   }
   body["choices"] = std::move(out);
@@ -143,6 +153,39 @@ json EventChunk(const ResponseMeta& meta, const StreamEvent& event, bool want_lo
   // Chat chunks carry "usage": null until the usage chunk; the legacy completion schema has
   // no nullable usage, so its chunks leave the field out.
   if (include_usage && meta.endpoint == Endpoint::kChat) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+json ToolCallChunk(const ResponseMeta& meta, int32_t choice, const std::string& content,
+                   const std::vector<ToolCallDelta>& calls,
+                   const std::optional<std::string>& finish_reason,
+                   const std::vector<LogprobEntry>& logprobs, bool want_logprobs,
+                   bool include_usage) {
+  json chunk = Header(meta, /*chunk=*/true);
+  json delta = json::object();
+  if (!content.empty()) delta["content"] = content;
+  if (!calls.empty()) {
+    json out = json::array();
+    for (const ToolCallDelta& d : calls) {
+      json fn = json::object();
+      if (d.name) fn["name"] = *d.name;
+      fn["arguments"] = d.arguments;
+      json item{{"index", d.index}};
+      if (d.id) {
+        item["id"] = *d.id;
+        item["type"] = "function";
+      }
+      item["function"] = std::move(fn);
+      out.push_back(std::move(item));
+    }
+    delta["tool_calls"] = std::move(out);
+  }
+  bool has_logprobs = want_logprobs && !logprobs.empty();
+  chunk["choices"] = json::array({json{{"index", choice},
+                                       {"delta", std::move(delta)},
+                                       {"logprobs", has_logprobs ? ChatLogprobs(logprobs) : json(nullptr)},
+                                       {"finish_reason", finish_reason ? json(*finish_reason) : json(nullptr)}}});
+  if (include_usage) chunk["usage"] = nullptr;
   return chunk;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kiln/serving.h"
+#include "kiln/tools.h"
 #include "protocol/request.h"
 
 namespace kiln::server {
@@ -25,6 +26,8 @@ struct ChoiceResult {
   std::string text;
   std::vector<LogprobEntry> logprobs;
   std::string finish_reason;
+  // Non-empty: the choice is a tool call (message.tool_calls, content null, "tool_calls").
+  std::vector<ToolCall> tool_calls;
 };
 
 // Random id with OpenAI's prefixes: "chatcmpl-" or "cmpl-" + 24 alphanumerics.
@@ -44,6 +47,14 @@ nlohmann::json RoleChunk(const ResponseMeta& meta, int32_t choice, bool include_
 // `text_offset`: bytes of this choice's text sent before the event (legacy logprobs only).
 nlohmann::json EventChunk(const ResponseMeta& meta, const StreamEvent& event, bool want_logprobs,
                           bool include_usage, size_t text_offset);
+// A chat chunk of a request with tools: content and/or tool-call deltas as OpenAI streams them
+// ({"index", "id", "type": "function", "function": {"name", "arguments": ""}} when a call opens,
+// then {"index", "function": {"arguments": fragment}}). `finish_reason` is OpenAI's value.
+nlohmann::json ToolCallChunk(const ResponseMeta& meta, int32_t choice, const std::string& content,
+                             const std::vector<ToolCallDelta>& calls,
+                             const std::optional<std::string>& finish_reason,
+                             const std::vector<LogprobEntry>& logprobs, bool want_logprobs,
+                             bool include_usage);
 // The include_usage chunk: empty choices and the usage.
 nlohmann::json UsageChunk(const ResponseMeta& meta, const Usage& usage);
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "api/constraint.h"
 #include "engine/evaluate.h"
 #include "engine/generate.h"
 #include "engine/inspect.h"
@@ -43,13 +44,15 @@ ModelInfo ToInfo(const engine::ModelSummary& s) {
 class EngineImpl final : public Engine {
  public:
   EngineImpl(std::unique_ptr<engine::LoadedModel> lm, ModelInfo info)
-      : lm_(std::move(lm)), info_(std::move(info)) {}
+      : lm_(std::move(lm)), info_(std::move(info)), constraints_(lm_->tokenizer) {}
 
   const ModelInfo& Info() const override { return info_; }
 
   StatusOr<GenerateResult> Generate(const GenerateRequest& req,
                                     const std::function<bool(std::string_view)>& on_text) override {
     GenerateResult result;
+    KILN_ASSIGN_OR_RETURN(std::shared_ptr<const grammar::CompiledGrammar> grammar,
+                          constraints_.Compile(req.constraint));
     if (!req.prompt_ids.empty()) {
       for (int32_t id : req.prompt_ids) {
         if (id < 0 || id >= info_.n_vocab) return InvalidArgument("prompt token id %d out of range", id);
@@ -76,11 +79,13 @@ class EngineImpl final : public Engine {
     params.max_tokens = req.max_tokens;
     params.stop = req.stop;
     params.ignore_eos = req.ignore_eos;
+    params.token_mask_factory = constraints_.MaskFactory(std::move(grammar));
     KILN_ASSIGN_OR_RETURN(engine::GenerateOutput out,
                           engine::Generate(*lm_, *ctx_, result.prompt_ids, params, on_text));
     result.output_ids = std::move(out.output_ids);
     result.text = std::move(out.text);
     result.finish_reason = std::move(out.finish_reason);
+    result.n_forced = out.n_forced;
     result.prompt_ms = out.prompt_ms;
     result.gen_ms = out.gen_ms;
     result.load_ms = lm_->load_ms;
@@ -117,14 +122,29 @@ class EngineImpl final : public Engine {
     return engine::AllLogits(*lm_, ids);
   }
 
-  StatusOr<BenchResult> Bench(int32_t n_prompt, int32_t n_gen) override {
-    KILN_ASSIGN_OR_RETURN(engine::BenchOutput o, engine::Bench(*lm_, n_prompt, n_gen));
+  StatusOr<BenchResult> Bench(int32_t n_prompt, int32_t n_gen, int32_t n_reps) override {
+    KILN_ASSIGN_OR_RETURN(engine::BenchOutput o, engine::Bench(*lm_, n_prompt, n_gen, n_reps));
+    auto mean = [](const std::vector<double>& v) {
+      double s = 0;
+      for (double x : v) s += x;
+      return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+    };
     BenchResult r;
     r.n_prompt = n_prompt;
     r.n_gen = n_gen;
+    r.n_reps = n_reps;
     r.n_threads = engine::NumThreads(*lm_);
-    r.pp_tok_s = o.pp_tok_s;
-    r.tg_tok_s = o.tg_tok_s;
+    r.pp_tok_s = o.pp.mean;
+    r.tg_tok_s = o.tg.mean;
+    r.pp_tok_s_std = o.pp.stddev;
+    r.tg_tok_s_std = o.tg.stddev;
+    r.pp_runs = o.pp.tok_s;
+    r.tg_runs = o.tg.tok_s;
+    r.pp_cpu_s = mean(o.pp.cpu_s);
+    r.tg_cpu_s = mean(o.tg.cpu_s);
+    r.pp_wall_s = mean(o.pp.wall_s);
+    r.tg_wall_s = mean(o.tg.wall_s);
+    r.load_ms = lm_->load_ms;
     r.isa = engine::KernelIsa(*lm_);
     return r;
   }
@@ -154,6 +174,7 @@ class EngineImpl final : public Engine {
 
   std::unique_ptr<engine::LoadedModel> lm_;
   ModelInfo info_;
+  api::ConstraintCompiler constraints_;  // grammars for this model's vocabulary, cached
   std::unique_ptr<model::Context> ctx_;
 };
 

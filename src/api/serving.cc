@@ -11,6 +11,7 @@
 #include <random>
 #include <sstream>
 
+#include "api/constraint.h"
 #include "base/thread_pool.h"
 #include "engine/engine_loop.h"
 #include "engine/loaded_model.h"
@@ -196,7 +197,11 @@ class ServingEngineImpl final : public ServingEngine {
  public:
   ServingEngineImpl(std::unique_ptr<engine::LoadedModel> lm, ModelInfo info, Plan plan,
                     const ServingOptions& options)
-      : lm_(std::move(lm)), info_(std::move(info)), plan_(plan), options_(options) {}
+      : lm_(std::move(lm)),
+        info_(std::move(info)),
+        plan_(plan),
+        options_(options),
+        constraints_(lm_->tokenizer) {}
 
   Status Init() {
     KILN_ASSIGN_OR_RETURN(std::unique_ptr<engine::PagedModel> pm,
@@ -240,9 +245,10 @@ class ServingEngineImpl final : public ServingEngine {
                              "prompt must be shorter than max_context)",
                              request.prompt_ids.size(), max_ctx);
     }
-    KILN_RETURN_IF_ERROR(CheckConstraint(request.constraint));
     const SamplingOptions& s = request.sampling;
     KILN_RETURN_IF_ERROR(ValidateSampling(s, n_vocab));
+    KILN_ASSIGN_OR_RETURN(std::shared_ptr<const grammar::CompiledGrammar> grammar,
+                          constraints_.Compile(request.constraint));
 
     engine::Request r;
     r.id = "req-" + std::to_string(next_id_.fetch_add(1));
@@ -260,6 +266,7 @@ class ServingEngineImpl final : public ServingEngine {
     o.ignore_eos = s.ignore_eos;
     o.logprobs = s.logprobs;
     o.top_logprobs = s.top_logprobs;
+    o.token_mask_factory = constraints_.MaskFactory(std::move(grammar));
     r.stream = std::make_shared<engine::OutputStream>();
     auto handle = std::make_unique<RequestStreamImpl>(r.id, r.stream, lm_->tokenizer);
     loop_->Submit(std::move(r));
@@ -267,10 +274,10 @@ class ServingEngineImpl final : public ServingEngine {
   }
 
   Status CheckConstraint(const Constraint& c) const override {
-    if (c.kind == Constraint::Kind::kNone) return Status::Ok();
-    return Unimplemented("%s: structured output is not wired yet",
-                         c.field.empty() ? "constraint" : c.field.c_str());
+    return constraints_.Compile(c).status();
   }
+
+  int32_t MaxContext() const override { return plan_.sched.max_context; }
 
   EngineMetrics Metrics() const override {
     const engine::EngineLoop::Snapshot snap = loop_->Stats();
@@ -281,6 +288,11 @@ class ServingEngineImpl final : public ServingEngine {
     m.kv_blocks_total = s.kv_blocks_total;
     m.kv_blocks_used = s.kv_blocks_used;
     m.kv_block_tokens = s.kv_block_tokens;
+    m.kv_blocks_cached = s.kv_blocks_cached;
+    m.kv_slots_allocated = s.kv_slots_allocated;
+    m.kv_slots_unfilled = s.kv_slots_unfilled;
+    m.kv_slot_steps_allocated = s.kv_slot_steps_allocated;
+    m.kv_slot_steps_unfilled = s.kv_slot_steps_unfilled;
     m.prefix_cache_queries = s.prefix_cache_queries;
     m.prefix_cache_hit_tokens = s.prefix_cache_hit_tokens;
     m.prefix_cache_query_tokens = s.prefix_cache_query_tokens;
@@ -293,6 +305,8 @@ class ServingEngineImpl final : public ServingEngine {
     m.ttft_ms_counts = s.ttft_ms.counts;
     m.itl_ms_buckets = s.itl_ms.bounds;
     m.itl_ms_counts = s.itl_ms.counts;
+    m.ttft_ms_sum = s.ttft_ms.sum;
+    m.itl_ms_sum = s.itl_ms.sum;
     return m;
   }
 
@@ -320,6 +334,7 @@ class ServingEngineImpl final : public ServingEngine {
   ModelInfo info_;
   Plan plan_;
   ServingOptions options_;
+  api::ConstraintCompiler constraints_;  // grammars for this model's vocabulary, cached
   std::unique_ptr<engine::EngineLoop> loop_;
   std::atomic<uint64_t> next_id_{1};
   std::mutex seed_mu_;

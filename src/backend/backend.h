@@ -16,6 +16,7 @@
 #include "base/thread_pool.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/ggml_exact.h"
 #include "kernels/kernel_table.h"
 #include "kernels/rope.h"
 #include "tensor/dtype.h"
@@ -41,6 +42,13 @@ struct Matrix {
   size_t row_bytes = 0;
 
   const uint8_t* Row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
+};
+
+// One product of Backend::MatMulShared: out = w x (+ bias if not null).
+struct MatMulOut {
+  const Matrix* w = nullptr;
+  const float* bias = nullptr;
+  float* out = nullptr;
 };
 
 // Attention over one sequence's cache for a block of query tokens.
@@ -72,6 +80,12 @@ class Backend {
   // out [n_tokens, w.rows]. Each x row is converted once to the weight type's dot type.
   virtual void MatMul(const Matrix& w, const float* x, int64_t n_tokens, const float* bias,
                       float* out) = 0;
+  // MatMul of several matrices over the same x (e.g. Q/K/V, gate/up): the activations are
+  // converted once when the matrices share a dot type, and the products run in one parallel
+  // dispatch. Each output is bit-identical to its own MatMul call.
+  virtual void MatMulShared(const MatMulOut* outs, int n, const float* x, int64_t n_tokens) {
+    for (int i = 0; i < n; ++i) MatMul(*outs[i].w, x, n_tokens, outs[i].bias, outs[i].out);
+  }
   // out[i, :] = dequantized row ids[i] of table. ids must be < table.rows (caller validates).
   virtual void EmbeddingRows(const Matrix& table, const int32_t* ids, int64_t n, float* out) = 0;
   // Row-wise RMSNorm of x [n_rows, dim] with weight w [dim] (+ w_offset); out may equal x.
@@ -80,6 +94,13 @@ class Backend {
   // Rotates x [n_tokens, n_heads, head_dim] in place; token t at positions[t].
   virtual void Rope(float* x, int64_t n_tokens, int n_heads, int head_dim,
                     const int32_t* positions, const float* inv_freq, RopeStyle style) = 0;
+  // Rope with llama.cpp's angle recurrence and rounding (kernels::ggml::Rope).
+  virtual void RopeGgml(float* x, int64_t n_tokens, int n_heads, int head_dim,
+                        const int32_t* positions, const kernels::ggml::RopeParams& rp,
+                        RopeStyle style) = 0;
+  // On: RmsNorm, GatedActivation(kSilu) and Attention over f16 KV compute exactly what
+  // llama.cpp's CPU backend computes (kernels/ggml_exact.h), for GGUF models judged against it.
+  virtual void SetGgmlExact(bool on) = 0;
   // q [n_tokens, n_heads, head_dim] at positions[t]; K/V of every attended position (those
   // <= positions[t], within the window) must already be in `kv`. out [n_tokens, n_heads*head_dim].
   virtual void Attention(const float* q, int64_t n_tokens, const int32_t* positions,

@@ -1,5 +1,7 @@
 #include "engine/evaluate.h"
 
+#include <time.h>
+
 #include <chrono>
 #include <cmath>
 
@@ -70,30 +72,67 @@ StatusOr<std::vector<float>> AllLogits(LoadedModel& lm, const std::vector<int32_
   return logits;
 }
 
-StatusOr<BenchOutput> Bench(LoadedModel& lm, int32_t n_prompt, int32_t n_gen) {
+namespace {
+
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+void Summarize(BenchPhase& ph) {
+  if (ph.tok_s.empty()) return;
+  double sum = 0;
+  for (double v : ph.tok_s) sum += v;
+  ph.mean = sum / static_cast<double>(ph.tok_s.size());
+  if (ph.tok_s.size() < 2) return;
+  double sq = 0;
+  for (double v : ph.tok_s) sq += (v - ph.mean) * (v - ph.mean);
+  ph.stddev = std::sqrt(sq / static_cast<double>(ph.tok_s.size() - 1));
+}
+
+}  // namespace
+
+StatusOr<BenchOutput> Bench(LoadedModel& lm, int32_t n_prompt, int32_t n_gen, int32_t n_reps) {
   if (n_prompt < 1) return InvalidArgument("bench needs at least one prompt token");
+  if (n_reps < 1) return InvalidArgument("bench needs at least one repetition, got %d", n_reps);
   KILN_ASSIGN_OR_RETURN(auto ctx, lm.model->NewContext(n_prompt + n_gen + 1));
   const int64_t n_vocab = lm.model->config().n_vocab;
   std::vector<int32_t> ids(n_prompt);
   for (int32_t i = 0; i < n_prompt; ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % n_vocab);
   std::vector<float> logits;
-  // Warm-up: one token, so page faults of the mmapped weights are not timed.
-  KILN_RETURN_IF_ERROR(Prefill(*lm.model, *ctx, {ids[0]}, false, &logits));
-  ctx->Clear();
-  BenchOutput out;
-  auto t0 = std::chrono::steady_clock::now();
+  model::Batch step;
+  auto decode_step = [&](int32_t i) {
+    step.Clear();
+    step.Add(static_cast<int32_t>((i * 104729 + 7) % n_vocab), ctx->n_past(), 0, true);
+    return lm.model->Forward(step, *ctx, &logits);
+  };
+  // Warm-up (untimed).
   KILN_RETURN_IF_ERROR(Prefill(*lm.model, *ctx, ids, false, &logits));
-  out.pp_tok_s = n_prompt / Seconds(t0);
-  if (n_gen > 0) {
-    model::Batch step;
+  if (n_gen > 0) KILN_RETURN_IF_ERROR(decode_step(0));
+  BenchOutput out;
+  for (int32_t rep = 0; rep < n_reps; ++rep) {
+    ctx->Clear();
+    auto t0 = std::chrono::steady_clock::now();
+    double c0 = ProcessCpuSeconds();
+    KILN_RETURN_IF_ERROR(Prefill(*lm.model, *ctx, ids, false, &logits));
+    double wall = Seconds(t0);
+    out.pp.tok_s.push_back(n_prompt / wall);
+    out.pp.wall_s.push_back(wall);
+    out.pp.cpu_s.push_back(ProcessCpuSeconds() - c0);
+    if (n_gen == 0) continue;
     t0 = std::chrono::steady_clock::now();
-    for (int32_t i = 0; i < n_gen; ++i) {
-      step.Clear();
-      step.Add(static_cast<int32_t>((i * 104729 + 7) % n_vocab), ctx->n_past(), 0, true);
-      KILN_RETURN_IF_ERROR(lm.model->Forward(step, *ctx, &logits));
-    }
-    out.tg_tok_s = n_gen / Seconds(t0);
+    c0 = ProcessCpuSeconds();
+    for (int32_t i = 0; i < n_gen; ++i) KILN_RETURN_IF_ERROR(decode_step(i));
+    wall = Seconds(t0);
+    out.tg.tok_s.push_back(n_gen / wall);
+    out.tg.wall_s.push_back(wall);
+    out.tg.cpu_s.push_back(ProcessCpuSeconds() - c0);
   }
+  Summarize(out.pp);
+  Summarize(out.tg);
+  out.pp_tok_s = out.pp.mean;
+  out.tg_tok_s = out.tg.mean;
   return out;
 }
 

@@ -28,11 +28,21 @@ StatusOr<PerplexityOutput> Perplexity(LoadedModel& lm, std::string_view text, in
 // Logits of every position of ids from an empty context: [ids.size() * n_vocab].
 StatusOr<std::vector<float>> AllLogits(LoadedModel& lm, const std::vector<int32_t>& ids);
 
-struct BenchOutput {
-  double pp_tok_s = 0, tg_tok_s = 0;
+// One measured phase over the repetitions: tokens/s of each run (wall time) and the process
+// CPU seconds each run used (all threads), with their mean and sample standard deviation.
+struct BenchPhase {
+  std::vector<double> tok_s, cpu_s, wall_s;
+  double mean = 0, stddev = 0;
 };
-// pp: one batch of n_prompt tokens from an empty context; tg: n_gen single-token steps after it.
-// Token ids are drawn deterministically from the vocabulary (speed does not depend on them).
-StatusOr<BenchOutput> Bench(LoadedModel& lm, int32_t n_prompt, int32_t n_gen);
+struct BenchOutput {
+  double pp_tok_s = 0, tg_tok_s = 0;  // means
+  BenchPhase pp, tg;
+};
+// Per repetition: pp = one batch of n_prompt tokens from an empty context; tg = n_gen
+// single-token steps after it (positions n_prompt…). Before the first repetition, an untimed
+// warm-up runs one prefill of n_prompt tokens and one decode step (page faults of the mmapped
+// weights, thread start-up, scratch growth). Token ids are drawn deterministically from the
+// vocabulary (speed does not depend on them). n_reps >= 1.
+StatusOr<BenchOutput> Bench(LoadedModel& lm, int32_t n_prompt, int32_t n_gen, int32_t n_reps = 1);
 
 }  // namespace kiln::engine

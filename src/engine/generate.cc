@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "engine/grammar_mask.h"
+#include "sampling/logits_processor.h"
 #include "tokenizer/detokenizer.h"
 
 namespace kiln::engine {
@@ -44,34 +46,68 @@ StatusOr<GenerateOutput> Generate(LoadedModel& lm, model::Context& ctx,
   const tokenizer::Tokenizer& tok = *lm.tokenizer;
   sampling::Sampler sampler(params.sampling);
   tokenizer::Detokenizer detok(lm.tokenizer, params.stop);
+  std::unique_ptr<TokenMask> mask = params.token_mask_factory ? params.token_mask_factory() : nullptr;
+  std::vector<uint32_t> allowed;
   auto t_first = t0;
   out.finish_reason = "length";
+  // Appends one output token; true when generation must stop (stop string or on_text).
+  auto emit = [&](int32_t id) {
+    out.output_ids.push_back(id);
+    std::string delta = detok.Push(id);
+    out.text += delta;
+    if (!delta.empty() && on_text && !on_text(delta)) return true;
+    return detok.stopped();
+  };
+  const size_t max_tokens = static_cast<size_t>(params.max_tokens);
+  std::vector<int32_t> feed;  // tokens of the next forward: the sampled one + forced ones
   model::Batch step;
-  for (int32_t n = 0; n < params.max_tokens; ++n) {
+  while (out.output_ids.size() < max_tokens) {
+    if (mask && mask->Fill(&allowed)) {
+      if (!AnyAllowed(allowed, tok.n_vocab())) return Internal("constraint: the grammar allows no token");
+      sampling::ApplyTokenBitmask(allowed, logits);
+    }
     const int32_t id = sampler.Sample(logits);
-    if (n == 0) {
+    if (out.output_ids.empty()) {
       t_first = std::chrono::steady_clock::now();
       out.prompt_ms = MsSince(t0);
     }
-    out.output_ids.push_back(id);
-    if (!params.ignore_eos && tok.IsEndOfGeneration(id)) {
+    if (mask) {
+      mask->Accept(id);
+      if (!mask->Error().empty()) return Internal("%s", mask->Error().c_str());
+    }
+    const bool done = mask && mask->Done();  // a finished grammar ends generation
+    if ((!params.ignore_eos || done) && tok.IsEndOfGeneration(id)) {
+      out.output_ids.push_back(id);
       out.finish_reason = "stop";
       break;
     }
-    std::string delta = detok.Push(id);
-    out.text += delta;
-    if (!delta.empty() && on_text && !on_text(delta)) {
+    if (emit(id) || done) {
       out.finish_reason = "stop";
       break;
     }
-    if (detok.stopped()) {
-      out.finish_reason = "stop";
-      break;
-    }
-    if (n + 1 == params.max_tokens) break;
+    if (out.output_ids.size() == max_tokens) break;
     if (ctx.n_past() >= ctx.n_ctx()) break;  // context full: "length"
+    feed.assign(1, id);
+    if (mask) {
+      // Jump-forward: forced tokens join the next forward pass instead of one pass each.
+      const int64_t room = std::min<int64_t>(max_tokens - out.output_ids.size(),
+                                             ctx.n_ctx() - ctx.n_past() - 1);
+      bool stop = false;
+      for (int32_t f : mask->Forced(static_cast<int32_t>(room))) {
+        feed.push_back(f);
+        ++out.n_forced;
+        if ((stop = emit(f))) break;
+      }
+      if (stop) {
+        out.finish_reason = "stop";
+        break;
+      }
+      if (out.output_ids.size() == max_tokens) break;
+    }
     step.Clear();
-    step.Add(id, ctx.n_past(), 0, true);
+    for (size_t i = 0; i < feed.size(); ++i) {
+      step.Add(feed[i], ctx.n_past() + static_cast<int32_t>(i), 0, i + 1 == feed.size());
+    }
     KILN_RETURN_IF_ERROR(lm.model->Forward(step, ctx, &logits));
   }
   if (!detok.stopped()) {

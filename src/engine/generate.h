@@ -11,6 +11,7 @@
 
 #include "base/status.h"
 #include "engine/loaded_model.h"
+#include "engine/request.h"
 #include "sampling/sampler.h"
 
 namespace kiln::engine {
@@ -20,12 +21,17 @@ struct GenerateParams {
   int32_t max_tokens = 128;
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  // Null: unconstrained. Else one TokenMask for the generation (#7): applied before sampling,
+  // EOS/EOT allowed only where it allows them, "stop" when it is Done, and its Forced tokens
+  // (jump-forward) are appended without sampling and computed in one forward pass.
+  std::function<std::unique_ptr<TokenMask>()> token_mask_factory;
 };
 
 struct GenerateOutput {
   std::vector<int32_t> output_ids;
   std::string text;
   std::string finish_reason;  // "stop" | "length"
+  int32_t n_forced = 0;       // output tokens appended by jump-forward (not sampled)
   double prompt_ms = 0;
   double gen_ms = 0;
 };

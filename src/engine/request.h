@@ -30,6 +30,13 @@ class TokenMask {
   // when nothing is restricted at this step.
   virtual bool Fill(std::vector<uint32_t>* allowed) = 0;
   virtual void Accept(int32_t token) = 0;
+  // After Accept: non-empty when the token broke the constraint (the choice ends "error").
+  virtual std::string Error() const { return {}; }
+  // After Accept: the constraint is complete, nothing may follow (the choice ends "stop").
+  virtual bool Done() const { return false; }
+  // Jump-forward: up to max_tokens tokens the constraint forces next, already accepted; the
+  // caller appends them to the output without sampling. Empty when nothing is forced.
+  virtual std::vector<int32_t> Forced(int32_t max_tokens) { return {}; }
 };
 
 struct RequestOptions {

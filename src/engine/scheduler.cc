@@ -5,6 +5,7 @@
 
 #include "base/check.h"
 #include "base/logging.h"
+#include "engine/grammar_mask.h"
 
 namespace kiln::engine {
 
@@ -24,6 +25,7 @@ void Histogram::Add(double v) {
   size_t i = 0;
   while (i < bounds.size() && v > bounds[i]) ++i;
   ++counts[i];
+  sum += v;
 }
 
 Histogram Histogram::Latency() {
@@ -248,7 +250,10 @@ void Scheduler::Step() {
   std::vector<Scheduled> sched = Schedule();
   stats_.waiting = static_cast<int64_t>(waiting_.size());
   stats_.running = static_cast<int64_t>(running_.size());
-  if (sched.empty()) return;
+  if (sched.empty()) {  // cancellations may have freed blocks
+    UpdateKvStats();
+    return;
+  }
   batch_.Clear();
   std::vector<const std::vector<int32_t>*> tables;
   for (size_t i = 0; i < sched.size(); ++i) {
@@ -294,7 +299,36 @@ void Scheduler::Step() {
   EraseFinishedRequests();
   stats_.waiting = static_cast<int64_t>(waiting_.size());
   stats_.running = static_cast<int64_t>(running_.size());
+  UpdateKvStats();
+}
+
+void Scheduler::UpdateKvStats() {
   stats_.kv_blocks_used = pool_.NumUsed();
+  stats_.kv_blocks_cached = config_.prefix_cache ? cache_.NumEvictable() : 0;
+  // Only running sequences hold blocks that are not full (cached blocks always are).
+  const int32_t bt = config_.block_tokens;
+  partial_blocks_.clear();
+  for (const Seq* s : running_) {
+    const std::vector<int32_t>& blocks = s->table.blocks();
+    for (size_t i = s->n_computed / bt; i < blocks.size(); ++i) {
+      const int32_t filled = std::clamp<int32_t>(s->n_computed - static_cast<int32_t>(i) * bt, 0, bt);
+      partial_blocks_.push_back({blocks[i], filled});
+    }
+  }
+  std::sort(partial_blocks_.begin(), partial_blocks_.end());
+  int64_t unfilled = 0;
+  for (size_t i = 0; i < partial_blocks_.size(); ++i) {
+    // Sorted by (block, filled): the last entry of a block has the most tokens.
+    if (i + 1 < partial_blocks_.size() && partial_blocks_[i + 1].first == partial_blocks_[i].first) {
+      continue;
+    }
+    unfilled += bt - partial_blocks_[i].second;
+  }
+  // Blocks only the prefix cache holds are full and reclaimable on demand: not counted.
+  stats_.kv_slots_allocated = (stats_.kv_blocks_used - cache_.NumEvictable()) * bt;
+  stats_.kv_slots_unfilled = unfilled;
+  stats_.kv_slot_steps_allocated += stats_.kv_slots_allocated;
+  stats_.kv_slot_steps_unfilled += unfilled;
 }
 
 void Scheduler::Fork(Seq& parent) {
@@ -337,16 +371,29 @@ void Scheduler::SampleFrom(Seq& first, const float* logits) {
     Seq& s = *sp;
     scratch_.assign(logits, logits + n_vocab);
     std::span<float> row(scratch_);
+    // The grammar mask (#7) comes first; penalties and biases only reorder allowed tokens.
+    if (o.token_mask_factory && s.n_generated == 0 && !s.mask) s.mask = o.token_mask_factory();
+    const bool masked = s.mask && s.mask->Fill(&mask_bits_);
+    if (masked) sampling::ApplyTokenBitmask(mask_bits_, row);
     s.penalties.Apply(o.penalties, row);
     sampling::ApplyLogitBias(o.logit_bias, row);
     if (s.n_generated < o.min_tokens) {
       sampling::BanTokens(o.stop_token_ids, row);
       if (tok_ && !o.ignore_eos) sampling::BanTokens(tok_->eog_ids(), row);
     }
-    if (o.token_mask_factory && s.n_generated == 0 && !s.mask) s.mask = o.token_mask_factory();
-    if (s.mask && s.mask->Fill(&mask_bits_)) sampling::ApplyTokenBitmask(mask_bits_, row);
     Event e;
     e.choice = s.choice;
+    if (masked && !(*std::max_element(row.begin(), row.end()) > -INFINITY)) {
+      // Nothing allowed: the grammar may only end but min_tokens bans EOG ("stop"), or a bug.
+      if (tok_ && AnyAllowedOf(mask_bits_, tok_->eog_ids())) {
+        Finish(s, e, "stop");
+      } else {
+        e.error = "constraint: the grammar allows no token";
+        Finish(s, e, "error");
+      }
+      rs.req.stream->Push(std::move(e));
+      continue;
+    }
     const int32_t id = s.sampler.Sample(row);
     if (o.logprobs) {
       sampling::LogSoftmax(row, &logprobs_);
@@ -366,18 +413,49 @@ void Scheduler::SampleFrom(Seq& first, const float* logits) {
     s.penalties.AddOutput(id);
     if (s.mask) s.mask->Accept(id);
     e.token_ids.push_back(id);
-    const bool eog = !o.ignore_eos && tok_ && tok_->IsEndOfGeneration(id);
-    const bool stop_id =
-        std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), id) != o.stop_token_ids.end();
-    if (eog || stop_id) {
+    const bool mask_done = s.mask && s.mask->Done();  // a finished grammar ends the choice
+    const bool eog = (!o.ignore_eos || mask_done) && tok_ && tok_->IsEndOfGeneration(id);
+    auto is_stop_id = [&](int32_t t) {
+      return std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), t) !=
+             o.stop_token_ids.end();
+    };
+    auto at_length = [&] {
+      return s.n_generated == o.max_tokens ||
+             static_cast<int32_t>(s.tokens.size()) >= config_.max_context;
+    };
+    if (s.mask && !s.mask->Error().empty()) {
+      e.error = s.mask->Error();
+      Finish(s, e, "error");
+    } else if (eog || is_stop_id(id)) {
       Finish(s, e, "stop");
     } else {
       if (s.detok) e.text = s.detok->Push(id);
-      if (s.detok && s.detok->stopped()) {
+      if ((s.detok && s.detok->stopped()) || mask_done) {
         Finish(s, e, "stop");
-      } else if (s.n_generated == o.max_tokens ||
-                 static_cast<int32_t>(s.tokens.size()) >= config_.max_context) {
+      } else if (at_length()) {
         Finish(s, e, "length");
+      } else if (s.mask && !o.logprobs) {
+        // Jump-forward (#7): tokens the grammar forces are appended without sampling; the
+        // next step computes them like a prefill chunk.
+        int32_t room = config_.max_context - static_cast<int32_t>(s.tokens.size());
+        if (o.max_tokens > 0) room = std::min(room, o.max_tokens - s.n_generated);
+        bool stopped = false;
+        for (int32_t f : s.mask->Forced(room)) {
+          s.tokens.push_back(f);
+          ++s.n_generated;
+          ++rs.completion_tokens;
+          ++stats_.generated_tokens_total;
+          s.penalties.AddOutput(f);
+          e.token_ids.push_back(f);
+          if (s.detok) e.text += s.detok->Push(f);
+          stopped = (s.detok && s.detok->stopped()) || is_stop_id(f);
+          if (stopped) break;
+        }
+        if (stopped) {
+          Finish(s, e, "stop");
+        } else if (at_length()) {
+          Finish(s, e, "length");
+        }
       }
     }
     rs.req.stream->Push(std::move(e));

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -39,6 +40,7 @@ struct SchedulerConfig {
 struct Histogram {
   std::vector<double> bounds;   // upper bounds, ascending
   std::vector<int64_t> counts;  // bounds.size() + 1 (+Inf last)
+  double sum = 0;               // of every value added (Prometheus _sum)
   void Add(double v);
   static Histogram Latency();   // ms buckets
 };
@@ -46,6 +48,13 @@ struct Histogram {
 struct SchedulerStats {
   int64_t waiting = 0, running = 0;
   int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_block_tokens = 0;
+  int64_t kv_blocks_cached = 0;  // used blocks only the prefix cache holds (evictable)
+  // Fragmentation: of the slots of blocks that sequences hold (used blocks minus those only
+  // the prefix cache holds, x kv_block_tokens), those holding no token (the unfilled tail of
+  // each sequence's last block; a block shared by forks counts once).
+  int64_t kv_slots_allocated = 0, kv_slots_unfilled = 0;
+  // The same two summed over every step, so a run's mean is a ratio of differences.
+  int64_t kv_slot_steps_allocated = 0, kv_slot_steps_unfilled = 0;
   int64_t prefix_cache_queries = 0, prefix_cache_hit_tokens = 0, prefix_cache_query_tokens = 0;
   int64_t requests_finished = 0, prompt_tokens_total = 0, generated_tokens_total = 0;
   int64_t preemptions = 0, steps = 0;
@@ -91,6 +100,7 @@ class Scheduler {
   void Fork(Seq& parent);
   void Finish(Seq& s, Event& e, const char* reason);
   void EraseFinishedRequests();
+  void UpdateKvStats();
   void EnqueueWaiting(Seq* s);
   bool Older(const Seq& a, const Seq& b) const;
 
@@ -107,6 +117,7 @@ class Scheduler {
   model::Batch batch_;
   std::vector<float> logits_, scratch_, logprobs_;
   std::vector<uint32_t> mask_bits_;
+  std::vector<std::pair<int32_t, int32_t>> partial_blocks_;  // (block, tokens filled)
 };
 
 }  // namespace kiln::engine

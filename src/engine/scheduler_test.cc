@@ -336,5 +336,44 @@ TEST(SchedulerTest, TokenMaskHookRestrictsSampling) {
   EXPECT_EQ(seen, got.tokens[0]);
 }
 
+// Fragmentation accounting, worked by hand with 4-token blocks: allocated = used blocks x 4,
+// unfilled = slots of those blocks holding no token; a partial block shared by forks counts
+// once, and after copy-on-write each copy counts.
+TEST(SchedulerTest, FragmentationCountsUnfilledSlotsOfUsedBlocks) {
+  Rig s(Config(64, 4, 64));
+  Request a = MakeRequest(Prompt(6, 1), 10, 0.0f, 1);
+  s.sched->Add(a);
+  auto frag = [&] {
+    const SchedulerStats& st = s.sched->stats();
+    return std::pair<int64_t, int64_t>{st.kv_slots_allocated, st.kv_slots_unfilled};
+  };
+  s.sched->Step();  // prefill 6 positions: blocks [4][2 of 4]
+  EXPECT_EQ(frag(), (std::pair<int64_t, int64_t>{8, 2}));
+  s.sched->Step();  // 7 positions
+  EXPECT_EQ(frag(), (std::pair<int64_t, int64_t>{8, 1}));
+  s.sched->Step();  // 8: two full blocks
+  EXPECT_EQ(frag(), (std::pair<int64_t, int64_t>{8, 0}));
+  s.sched->Step();  // 9: a third block with 1 token
+  EXPECT_EQ(frag(), (std::pair<int64_t, int64_t>{12, 3}));
+  const SchedulerStats& st = s.sched->stats();
+  EXPECT_EQ(st.kv_slot_steps_allocated, 8 + 8 + 8 + 12);
+  EXPECT_EQ(st.kv_slot_steps_unfilled, 2 + 1 + 0 + 3);
+  RunToEnd(*s.sched);
+  s.sched->prefix_cache().Clear();
+  s.sched->Step();  // nothing to run: the gauges follow the pool back to empty
+  EXPECT_EQ(frag(), (std::pair<int64_t, int64_t>{0, 0}));
+
+  Rig f(Config(64, 4, 64));
+  Request b = MakeRequest(Prompt(6, 2), 4, 1.0f, 5, /*n=*/2);
+  f.sched->Add(b);
+  f.sched->Step();  // prefill, then fork: both choices share [4][2 of 4]
+  EXPECT_EQ(f.sched->stats().kv_slots_allocated, 8);
+  EXPECT_EQ(f.sched->stats().kv_slots_unfilled, 2);
+  f.sched->Step();  // copy-on-write: each choice has its own [3 of 4] block
+  EXPECT_EQ(f.sched->stats().kv_slots_allocated, 12);
+  EXPECT_EQ(f.sched->stats().kv_slots_unfilled, 2);
+  RunToEnd(*f.sched);
+}
+
 }  // namespace
 }  // namespace kiln::engine

@@ -20,6 +20,9 @@ class Matcher {
  public:
   // max_rollback_tokens: how many accepted tokens Rollback() can undo.
   explicit Matcher(std::shared_ptr<const CompiledGrammar> grammar, int max_rollback_tokens = 16);
+  // Not copyable: the stack engine points into this matcher's node pool.
+  Matcher(const Matcher&) = delete;
+  Matcher& operator=(const Matcher&) = delete;
 
   // Number of uint32 words in a bitmask for this vocabulary: (n_vocab + 31) / 32.
   int32_t BitmaskWords() const { return (vocab_->n_vocab() + 31) / 32; }
@@ -45,6 +48,9 @@ class Matcher {
 
   bool CanTerminate() const { return !terminated_ && state_.ended; }
   bool IsTerminated() const { return terminated_; }
+  // The grammar has ended and nothing more may follow: only an end-of-generation token is
+  // allowed next (a caller may stop without sampling it).
+  bool IsCompleted() const { return !terminated_ && state_.ended && state_.tops.empty(); }
   void Reset();
 
   const CompiledGrammar& compiled() const { return *grammar_; }

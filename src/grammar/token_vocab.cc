@@ -4,7 +4,6 @@
 #include <numeric>
 
 #include "base/check.h"
-#include "tokenizer/tokenizer.h"
 
 namespace kiln::grammar {
 
@@ -17,19 +16,6 @@ TokenVocab::TokenVocab(std::vector<std::string> token_bytes, std::vector<int32_t
     token_bytes_[id].clear();  // an end-of-generation token never adds text
   }
   BuildTrie();
-}
-
-std::shared_ptr<const TokenVocab> TokenVocab::FromTokenizer(const tokenizer::Tokenizer& tok) {
-  std::vector<std::string> bytes(tok.n_vocab());
-  std::vector<int32_t> eog;
-  for (int32_t id = 0; id < tok.n_vocab(); ++id) {
-    if (tok.IsEndOfGeneration(id)) {
-      eog.push_back(id);
-    } else if (!tok.IsSpecial(id)) {
-      bytes[id] = std::string(tok.TokenBytes(id, /*skip_special=*/false));
-    }
-  }
-  return std::make_shared<const TokenVocab>(std::move(bytes), std::move(eog));
 }
 
 void TokenVocab::BuildTrie() {

@@ -21,5 +21,7 @@ float Silu(float x);
 float GeluTanh(float x);
 float GeluTanhF16Table(float x);
 void GatedActivation(Activation act, const float* gate, const float* up, int64_t n, float* out);
+// Residual add: x[i] += y[i].
+void Add(float* x, const float* y, int64_t n);
 
 }  // namespace kiln::kernels::ref

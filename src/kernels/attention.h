@@ -15,6 +15,9 @@ namespace kiln::kernels {
 
 // Largest head_dim the kernels accept (stack accumulators).
 constexpr int kMaxAttentionHeadDim = 1024;
+// Budget of the fast kernels' online-softmax path (f32 or unrounded f16 KV) against the
+// reference: |out - ref| <= kMaxAttentionRelErr * max_j |V[j]| per output element.
+constexpr float kMaxAttentionRelErr = 2e-5f;
 
 struct KvView {
   DType dtype = DType::kF32;  // kF32 or kF16
@@ -40,9 +43,45 @@ struct KvView {
   }
 };
 
+// A block of query rows that share one kv head, for the table's attention kernel:
+// n_tok tokens × n_group consecutive query heads. Row (t, g) reads q + t * q_tok_stride +
+// g * head_dim and writes out + t * out_tok_stride + g * head_dim (floats); token t attends
+// positions [pos_begin[t], pos_end[t]) (pos_end > pos_begin; causality and sliding windows are
+// the caller's choice of range). K/V of every position in the union of the ranges must be
+// stored. round_qp: llama.cpp's f16 rounding (see ref::AttentionHead), only for f16 views.
+struct AttentionBlock {
+  const float* q = nullptr;
+  float* out = nullptr;
+  size_t q_tok_stride = 0, out_tok_stride = 0;
+  int n_tok = 0, n_group = 0;
+  const int32_t* pos_begin = nullptr;
+  const int32_t* pos_end = nullptr;
+  int kv_head = 0;
+  float scale = 1.0f;
+  bool round_qp = false;
+};
+
+// Floats of scratch an attention kernel needs for a block of n_rows = n_tok * n_group rows
+// whose ranges together span `span` positions (max pos_end - min pos_begin).
+inline size_t AttentionScratchFloats(int n_rows, int32_t span, int head_dim) {
+  const size_t d = (static_cast<size_t>(head_dim) + 15) / 16 * 16;
+  const size_t rows = static_cast<size_t>(n_rows);
+  return rows * (static_cast<size_t>(span) + 128) + 64 * d + rows * (d + 8) + 64;
+}
+
+// Fast kernels compute the rows with tiles over positions; outputs match ref::AttentionHead
+// bit for bit when round_qp (f16 view), else within kMaxAttentionRelErr of it (online softmax
+// in float). Scratch: AttentionScratchFloats(...) floats, any alignment.
+using AttentionFn = void (*)(const AttentionBlock& block, const KvView& kv, float* scratch,
+                             size_t scratch_floats);
+
 }  // namespace kiln::kernels
 
 namespace kiln::kernels::ref {
+
+// The table form of AttentionHead: each row of the block in turn (the oracle's AttentionFn).
+void AttentionRows(const AttentionBlock& block, const KvView& kv, float* scratch,
+                   size_t scratch_floats);
 
 // out[head_dim] = sum_j softmax_j(scale * q . K[j]) V[j] over positions j in [pos_begin, pos_end)
 // of kv_head (the caller applies causality and sliding windows by choosing the range;

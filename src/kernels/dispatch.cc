@@ -23,6 +23,12 @@ KernelTable Complete(KernelTable table, const KernelTable& fallback) {
     }
     if (t.dequantize == nullptr) t.dequantize = f.dequantize;
   }
+  LayerKernels& l = table.layer;
+  if (l.attention == nullptr) l.attention = fallback.layer.attention;
+  if (l.rms_norm == nullptr) l.rms_norm = fallback.layer.rms_norm;
+  if (l.rope == nullptr) l.rope = fallback.layer.rope;
+  if (l.gated_activation == nullptr) l.gated_activation = fallback.layer.gated_activation;
+  if (l.add == nullptr) l.add = fallback.layer.add;
   return table;
 }
 

@@ -8,7 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "kernels/activation.h"
+#include "kernels/attention.h"
 #include "kernels/quant.h"
+#include "kernels/rope.h"
 #include "tensor/dtype.h"
 
 namespace kiln::kernels {
@@ -42,9 +45,32 @@ struct TypeKernels {
 
 constexpr int kNumDTypeSlots = 40;  // > largest DType id
 
+// The f32 layer ops besides matrix products, with the contracts of norm.h, rope.h,
+// activation.h and attention.h (the ref table holds the oracles; dispatch fills nulls of a
+// faster table from ref). RmsNorm/Rope/GatedActivation/Add results equal ref's except for
+// double-rounding corners (they compute in double like ref, in another order).
+using RmsNormFn = void (*)(const float* x, const float* w, float w_offset, float eps, int64_t n,
+                           float* out);
+// Rotates x[n_heads][head_dim] of one token at position pos (ref::Rope's contract).
+using RopeFn = void (*)(float* x, int n_heads, int head_dim, const float* inv_freq, int32_t pos,
+                        RopeStyle style);
+using GatedActivationFn = void (*)(Activation act, const float* gate, const float* up, int64_t n,
+                                   float* out);
+// x[i] += y[i]; exact.
+using AddFn = void (*)(float* x, const float* y, int64_t n);
+
+struct LayerKernels {
+  AttentionFn attention = nullptr;
+  RmsNormFn rms_norm = nullptr;
+  RopeFn rope = nullptr;
+  GatedActivationFn gated_activation = nullptr;
+  AddFn add = nullptr;
+};
+
 struct KernelTable {
   std::string isa;  // "ref", "avx2", "avx512", …
   TypeKernels types[kNumDTypeSlots];
+  LayerKernels layer;
 
   const TypeKernels& For(DType t) const { return types[static_cast<uint32_t>(t)]; }
   TypeKernels& For(DType t) { return types[static_cast<uint32_t>(t)]; }

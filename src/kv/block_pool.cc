@@ -5,7 +5,7 @@
 namespace kiln::kv {
 
 BlockPool::BlockPool(int32_t n_blocks, int32_t block_tokens)
-    : block_tokens_(block_tokens), refs_(n_blocks, 0) {
+    : block_tokens_(block_tokens), watched_(n_blocks, 0), refs_(n_blocks, 0) {
   KILN_CHECK(n_blocks >= 0 && block_tokens > 0) << n_blocks << " x " << block_tokens;
   free_ids_.reserve(n_blocks);
   for (int32_t i = n_blocks - 1; i >= 0; --i) free_ids_.push_back(i);  // block 0 first
@@ -23,11 +23,22 @@ int32_t BlockPool::Allocate() {
 void BlockPool::Ref(int32_t id) {
   KILN_CHECK(id >= 0 && id < NumBlocks() && refs_[id] > 0) << "ref of free block " << id;
   ++refs_[id];
+  if (watched_[id] && observer_ != nullptr) observer_->OnRefCountChanged(id, refs_[id]);
 }
 
 void BlockPool::Unref(int32_t id) {
   KILN_CHECK(id >= 0 && id < NumBlocks() && refs_[id] > 0) << "unref of free block " << id;
-  if (--refs_[id] == 0) free_ids_.push_back(id);
+  if (--refs_[id] == 0) {
+    KILN_CHECK(!watched_[id]) << "watched block " << id << " freed";
+    free_ids_.push_back(id);
+  } else if (watched_[id] && observer_ != nullptr) {
+    observer_->OnRefCountChanged(id, refs_[id]);
+  }
+}
+
+void BlockPool::Watch(int32_t id, bool on) {
+  KILN_CHECK(id >= 0 && id < NumBlocks() && refs_[id] > 0) << "watch of free block " << id;
+  watched_[id] = on ? 1 : 0;
 }
 
 int32_t BlockPool::RefCount(int32_t id) const {

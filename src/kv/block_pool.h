@@ -11,6 +11,16 @@ namespace kiln::kv {
 
 constexpr int32_t kDefaultBlockTokens = 16;
 
+// Told after every reference-count change of a watched block (the prefix cache watches the
+// blocks it holds, to know in O(1) which become evictable).
+class BlockRefObserver {
+ public:
+  virtual void OnRefCountChanged(int32_t id, int32_t refs) = 0;
+
+ protected:
+  ~BlockRefObserver() = default;
+};
+
 class BlockPool {
  public:
   BlockPool(int32_t n_blocks, int32_t block_tokens);
@@ -27,8 +37,14 @@ class BlockPool {
   void Unref(int32_t id);
   int32_t RefCount(int32_t id) const;
 
+  // One observer at most (nullptr to remove); Watch marks a referenced block as observed.
+  void SetObserver(BlockRefObserver* observer) { observer_ = observer; }
+  void Watch(int32_t id, bool on);
+
  private:
   int32_t block_tokens_;
+  BlockRefObserver* observer_ = nullptr;
+  std::vector<uint8_t> watched_;
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_ids_;  // LIFO: recently freed blocks are reused first (warm cache)
 };

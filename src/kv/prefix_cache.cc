@@ -6,10 +6,65 @@
 
 namespace kiln::kv {
 
+PrefixCache::PrefixCache(BlockPool* pool)
+    : pool_(pool), node_of_block_(pool->NumBlocks(), -1) {
+  nodes_.push_back(Node{});
+  pool_->SetObserver(this);
+}
+
 PrefixCache::~PrefixCache() {
+  pool_->SetObserver(nullptr);
   for (const Node& n : nodes_) {
-    if (!n.dead && n.block >= 0) pool_->Unref(n.block);
+    if (n.dead || n.block < 0) continue;
+    pool_->Watch(n.block, false);
+    pool_->Unref(n.block);
   }
+}
+
+void PrefixCache::UpdateLru(int32_t idx) {
+  Node& n = nodes_[idx];
+  const bool want = idx > 0 && !n.dead && n.children.empty() && n.blockers == 0;
+  if (want == n.in_lru) return;
+  if (want) {
+    lru_.insert({n.last_used, idx});
+  } else {
+    lru_.erase({n.last_used, idx});
+  }
+  n.in_lru = want;
+}
+
+void PrefixCache::Touch(int32_t idx) {
+  Node& n = nodes_[idx];
+  if (n.in_lru) {
+    lru_.erase({n.last_used, idx});
+    lru_.insert({tick_, idx});
+  }
+  n.last_used = tick_;
+}
+
+void PrefixCache::AdjustBlockers(int32_t idx, int32_t delta) {
+  while (idx > 0) {
+    Node& n = nodes_[idx];
+    const bool was = n.blockers > 0;
+    n.blockers += delta;
+    KILN_CHECK(n.blockers >= 0) << "node " << idx << " blockers " << n.blockers;
+    const bool is = n.blockers > 0;
+    if (was == is) return;
+    n_evictable_ += is ? -1 : 1;
+    UpdateLru(idx);
+    idx = n.parent;
+    delta = is ? 1 : -1;
+  }
+}
+
+void PrefixCache::OnRefCountChanged(int32_t block, int32_t refs) {
+  const int32_t idx = node_of_block_[block];
+  if (idx < 0) return;
+  Node& n = nodes_[idx];
+  const bool pinned = refs > 1;
+  if (pinned == n.pinned) return;
+  n.pinned = pinned;
+  AdjustBlockers(idx, pinned ? 1 : -1);
 }
 
 int32_t PrefixCache::Match(const std::vector<int32_t>& tokens, int32_t max_tokens,
@@ -24,7 +79,7 @@ int32_t PrefixCache::Match(const std::vector<int32_t>& tokens, int32_t max_token
     auto it = nodes_[node].children.find(key);
     if (it == nodes_[node].children.end()) break;
     node = it->second;
-    nodes_[node].last_used = tick_;
+    Touch(node);
     pool_->Ref(nodes_[node].block);
     blocks->push_back(nodes_[node].block);
     matched += bt;
@@ -45,9 +100,12 @@ void PrefixCache::Insert(const std::vector<int32_t>& tokens, const std::vector<i
     auto it = nodes_[node].children.find(key);
     if (it != nodes_[node].children.end()) {
       node = it->second;
-      nodes_[node].last_used = tick_;
+      Touch(node);
       continue;
     }
+    const int32_t block = blocks[i];
+    KILN_CHECK(node_of_block_[block] < 0)
+        << "block " << block << " is already cached at node " << node_of_block_[block];
     int32_t idx;
     if (!free_nodes_.empty()) {
       idx = free_nodes_.back();
@@ -60,68 +118,76 @@ void PrefixCache::Insert(const std::vector<int32_t>& tokens, const std::vector<i
     Node& n = nodes_[idx];
     n = Node{};
     n.parent = node;
-    n.block = blocks[i];
+    n.block = block;
     n.last_used = tick_;
     n.key = key;
-    pool_->Ref(n.block);
+    ++n_evictable_;  // no blockers yet; the reference below may pin it
     nodes_[node].children.emplace(std::move(key), idx);
+    UpdateLru(node);  // the parent is no longer a leaf
+    node_of_block_[block] = idx;
+    pool_->Ref(block);
+    pool_->Watch(block, true);
+    OnRefCountChanged(block, pool_->RefCount(block));
+    UpdateLru(idx);
     node = idx;
   }
 }
 
 void PrefixCache::RemoveLeaf(int32_t idx) {
   Node& n = nodes_[idx];
-  KILN_CHECK(idx > 0 && !n.dead && n.children.empty()) << "node " << idx;
-  nodes_[n.parent].children.erase(n.key);
+  KILN_CHECK(idx > 0 && !n.dead && n.children.empty() && n.blockers == 0) << "node " << idx;
+  if (n.in_lru) lru_.erase({n.last_used, idx});
+  const int32_t parent = n.parent;
+  nodes_[parent].children.erase(n.key);
+  node_of_block_[n.block] = -1;
+  pool_->Watch(n.block, false);
   pool_->Unref(n.block);
   n = Node{};
   n.dead = true;
   free_nodes_.push_back(idx);
   ++n_dead_;
+  --n_evictable_;
+  UpdateLru(parent);  // may have become an evictable leaf
 }
 
 int32_t PrefixCache::Evict(int32_t n_blocks) {
   int32_t freed = 0;
-  while (freed < n_blocks) {
-    // Least recently used leaf that only the cache references. Evicting a leaf may expose
-    // its parent, so search again (the tree is small: one node per cached block).
-    int32_t best = -1;
-    for (int32_t i = 1; i < static_cast<int32_t>(nodes_.size()); ++i) {
-      const Node& n = nodes_[i];
-      if (n.dead || !n.children.empty() || pool_->RefCount(n.block) != 1) continue;
-      if (best < 0 || n.last_used < nodes_[best].last_used) best = i;
-    }
-    if (best < 0) break;
-    RemoveLeaf(best);
+  while (freed < n_blocks && !lru_.empty()) {
+    RemoveLeaf(lru_.begin()->second);
     ++freed;
   }
   return freed;
 }
 
-int32_t PrefixCache::NumEvictable() const {
-  // A node is evictable once its subtree is: every node in it is referenced by the cache only.
-  int32_t count = 0;
+void PrefixCache::Clear() { Evict(static_cast<int32_t>(nodes_.size())); }
+
+bool PrefixCache::CheckInvariants() const {
+  // Post-order over the live tree: a node is evictable when it and its subtree are unpinned.
   std::vector<int8_t> ok(nodes_.size(), 0);
-  std::vector<int32_t> order;  // post-order via explicit stack
   std::vector<std::pair<int32_t, bool>> stack = {{0, false}};
+  int32_t evictable = 0, leaves = 0;
+  bool good = true;
   while (!stack.empty()) {
     auto [idx, expanded] = stack.back();
     stack.pop_back();
-    if (expanded) { order.push_back(idx); continue; }
-    stack.push_back({idx, true});
-    for (const auto& [key, child] : nodes_[idx].children) stack.push_back({child, false});
-  }
-  for (int32_t idx : order) {
-    if (idx == 0) continue;
     const Node& n = nodes_[idx];
+    if (!expanded) {
+      stack.push_back({idx, true});
+      for (const auto& [key, child] : n.children) stack.push_back({child, false});
+      continue;
+    }
+    if (idx == 0) continue;
     bool all = pool_->RefCount(n.block) == 1;
+    good = good && n.pinned == !all && node_of_block_[n.block] == idx;
     for (const auto& [key, child] : n.children) all = all && ok[child];
     ok[idx] = all;
-    count += all;
+    evictable += all;
+    good = good && (n.blockers == 0) == all;
+    const bool leaf = all && n.children.empty();
+    leaves += leaf;
+    good = good && n.in_lru == leaf;
   }
-  return count;
+  return good && evictable == n_evictable_ && leaves == static_cast<int32_t>(lru_.size());
 }
-
-void PrefixCache::Clear() { Evict(static_cast<int32_t>(nodes_.size())); }
 
 }  // namespace kiln::kv

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace kiln::kv {
 namespace {
 
@@ -91,6 +93,95 @@ TEST(PrefixCacheTest, LruOrderAcrossBranches) {
   got.clear();
   std::vector<int32_t> r = {3, 4, 7};
   EXPECT_EQ(cache.Match(r, 2, &got), 0);
+}
+
+// Random sequences over a small alphabet (many shared prefixes) match, insert, fork, release
+// and evict; after every operation the incremental evictable bookkeeping equals a from-scratch
+// recomputation, and at the end everything returns to the free list.
+TEST(PrefixCacheTest, IncrementalEvictableStateMatchesRecomputation) {
+  constexpr int32_t kBlocks = 64, kBt = 2;
+  BlockPool pool(kBlocks, kBt);
+  std::mt19937 gen(7);
+  std::vector<std::vector<int32_t>> held;  // blocks each live "sequence" references
+  {
+    PrefixCache cache(&pool);
+    for (int op = 0; op < 3000; ++op) {
+      const int kind = gen() % 4;
+      if (kind <= 1) {  // a new sequence: match, then compute and cache the rest
+        std::vector<int32_t> tokens(2 + gen() % 10);
+        for (int32_t& t : tokens) t = gen() % 3;
+        std::vector<int32_t> blocks;
+        const int32_t matched =
+            cache.Match(tokens, static_cast<int32_t>(tokens.size()), &blocks);
+        bool ok = true;
+        while (static_cast<int32_t>(blocks.size()) <
+               BlockTable::BlocksFor(static_cast<int32_t>(tokens.size()), kBt)) {
+          int32_t id = pool.Allocate();
+          if (id < 0 && cache.Evict(1) == 1) id = pool.Allocate();
+          if (id < 0) {
+            ok = false;
+            break;
+          }
+          blocks.push_back(id);
+        }
+        if (ok) {
+          cache.Insert(tokens, blocks, static_cast<int32_t>(tokens.size()) / kBt);
+          EXPECT_GE(matched, 0);
+          held.push_back(blocks);
+        } else {
+          for (int32_t id : blocks) pool.Unref(id);
+        }
+      } else if (kind == 2 && !held.empty()) {  // a sequence finishes
+        const size_t i = gen() % held.size();
+        for (int32_t id : held[i]) pool.Unref(id);
+        held.erase(held.begin() + i);
+      } else if (kind == 3 && !held.empty()) {  // fork (n > 1) or eviction pressure
+        if (gen() % 2) {
+          held.push_back(held[gen() % held.size()]);
+          for (int32_t id : held.back()) pool.Ref(id);
+        } else {
+          const int32_t before = pool.NumFree(), can = cache.NumEvictable();
+          const int32_t freed = cache.Evict(1 + gen() % 3);
+          EXPECT_EQ(pool.NumFree(), before + freed);
+          EXPECT_LE(freed, can);
+        }
+      }
+      ASSERT_TRUE(cache.CheckInvariants()) << "after op " << op;
+    }
+    for (auto& blocks : held) {
+      for (int32_t id : blocks) pool.Unref(id);
+    }
+    ASSERT_TRUE(cache.CheckInvariants());
+    EXPECT_EQ(cache.NumEvictable(), cache.NumCached());
+    const int32_t n_cached = cache.NumCached();
+    EXPECT_GT(n_cached, 0);
+    EXPECT_EQ(cache.Evict(kBlocks), n_cached);
+    EXPECT_EQ(cache.NumCached(), 0);
+  }
+  EXPECT_EQ(pool.NumFree(), kBlocks);
+}
+
+// Eviction takes the least recently used evictable leaf, and a parent only after its
+// children: a chain is freed tail first.
+TEST(PrefixCacheTest, ChainEvictsTailFirstAndLruAcrossChains) {
+  BlockPool pool(16, 2);
+  PrefixCache cache(&pool);
+  std::vector<int32_t> a = {1, 1, 2, 2, 3, 3}, b = {4, 4, 5, 5};
+  std::vector<int32_t> ab = Fill(pool, cache, a), bb = Fill(pool, cache, b);
+  for (int32_t id : ab) pool.Unref(id);
+  for (int32_t id : bb) pool.Unref(id);
+  EXPECT_EQ(cache.NumEvictable(), 5);
+  std::vector<int32_t> got;
+  ASSERT_EQ(cache.Match(a, 6, &got), 6);  // a is now the most recent
+  for (int32_t id : got) pool.Unref(id);
+  EXPECT_EQ(cache.Evict(1), 1);  // b's tail {5,5}
+  EXPECT_EQ(pool.RefCount(bb[1]), 0);
+  EXPECT_EQ(cache.Evict(1), 1);  // then b's head {4,4}, now a leaf
+  EXPECT_EQ(pool.RefCount(bb[0]), 0);
+  EXPECT_EQ(cache.Evict(1), 1);  // then a, tail first
+  EXPECT_EQ(pool.RefCount(ab[2]), 0);
+  EXPECT_EQ(pool.RefCount(ab[1]), 1);
+  EXPECT_TRUE(cache.CheckInvariants());
 }
 
 }  // namespace

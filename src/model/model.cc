@@ -64,6 +64,14 @@ Status Model::Init() {
     backend::RopeInvFreq(hd, config_.rope_theta_local, backend::RopeScaling{}, nullptr,
                          inv_freq_local_.data());
   }
+  // llama.cpp's arithmetic for GGUF files (judged against it), f16 cache (its default) only.
+  ggml_exact_ = config_.ggml_attention_rounding && opts_.kv_dtype == DType::kF16;
+  backend_->SetGgmlExact(ggml_exact_);
+  const float freq_scale = config_.rope_scaling.type == backend::RopeScalingType::kLinear
+                               ? 1.0f / config_.rope_scaling.factor : 1.0f;
+  rope_ggml_global_ = kernels::ggml::MakeRopeParams(config_.rope_theta, hd, freq_scale,
+                                                    weights_->rope_freqs);
+  rope_ggml_local_ = kernels::ggml::MakeRopeParams(config_.rope_theta_local, hd, 1.0f, nullptr);
 
   const size_t b = static_cast<size_t>(opts_.max_batch);
   const size_t e = config_.n_embd, q_dim = size_t{1} * config_.n_heads * hd,
@@ -267,15 +275,22 @@ void Model::Layer(int il, int64_t n, const KvTarget& target) {
 
   // Attention block.
   be.RmsNorm(a.x.data(), w.attn_norm, off, c.norm_eps, n, e, a.xn.data());
-  be.MatMul(w.wq, a.xn.data(), n, w.bq, a.q.data());
-  be.MatMul(w.wk, a.xn.data(), n, w.bk, a.k.data());
-  be.MatMul(w.wv, a.xn.data(), n, w.bv, a.v.data());
+  const backend::MatMulOut qkv[] = {{&w.wq, w.bq, a.q.data()}, {&w.wk, w.bk, a.k.data()},
+                                     {&w.wv, w.bv, a.v.data()}};
+  be.MatMulShared(qkv, 3, a.xn.data(), n);
   if (c.qk_norm) {
     be.RmsNorm(a.q.data(), w.q_norm, off, c.norm_eps, n * c.n_heads, c.head_dim, a.q.data());
     be.RmsNorm(a.k.data(), w.k_norm, off, c.norm_eps, n * c.n_heads_kv, c.head_dim, a.k.data());
   }
-  be.Rope(a.q.data(), n, c.n_heads, c.head_dim, a.pos.data(), InvFreq(il), c.rope_style);
-  be.Rope(a.k.data(), n, c.n_heads_kv, c.head_dim, a.pos.data(), InvFreq(il), c.rope_style);
+  if (ggml_exact_) {
+    const kernels::ggml::RopeParams& rp =
+        c.local_rope && c.IsSliding(il) ? rope_ggml_local_ : rope_ggml_global_;
+    be.RopeGgml(a.q.data(), n, c.n_heads, c.head_dim, a.pos.data(), rp, c.rope_style);
+    be.RopeGgml(a.k.data(), n, c.n_heads_kv, c.head_dim, a.pos.data(), rp, c.rope_style);
+  } else {
+    be.Rope(a.q.data(), n, c.n_heads, c.head_dim, a.pos.data(), InvFreq(il), c.rope_style);
+    be.Rope(a.k.data(), n, c.n_heads_kv, c.head_dim, a.pos.data(), InvFreq(il), c.rope_style);
+  }
   target.storage->Store(il, target.slots, n, a.k.data(), a.v.data());
   backend::AttentionParams p;
   p.n_heads = c.n_heads;
@@ -298,8 +313,9 @@ void Model::Layer(int il, int64_t n, const KvTarget& target) {
 
   // Feed-forward block.
   be.RmsNorm(a.x.data(), w.ffn_norm, off, c.norm_eps, n, e, a.xn.data());
-  be.MatMul(w.w_gate, a.xn.data(), n, nullptr, a.gate.data());
-  be.MatMul(w.w_up, a.xn.data(), n, nullptr, a.up.data());
+  const backend::MatMulOut gate_up[] = {{&w.w_gate, nullptr, a.gate.data()},
+                                         {&w.w_up, nullptr, a.up.data()}};
+  be.MatMulShared(gate_up, 2, a.xn.data(), n);
   be.GatedActivation(c.activation, a.gate.data(), a.up.data(), n * c.n_ff, a.gate.data());
   be.MatMul(w.w_down, a.gate.data(), n, nullptr, a.tmp.data());
   if (c.post_norms) be.RmsNorm(a.tmp.data(), w.post_ffn_norm, off, c.norm_eps, n, e, a.tmp.data());

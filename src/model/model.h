@@ -140,6 +140,9 @@ class Model {
   std::unique_ptr<Weights> weights_;
   std::vector<float> inv_freq_global_;  // [head_dim/2]
   std::vector<float> inv_freq_local_;   // [head_dim/2], sliding layers when config.local_rope
+  // GGUF models with an f16 cache compute like llama.cpp (backend SetGgmlExact, RopeGgml).
+  bool ggml_exact_ = false;
+  kernels::ggml::RopeParams rope_ggml_global_, rope_ggml_local_;
 
   // Activation arena, sized at load for max_batch rows.
   struct Arena {

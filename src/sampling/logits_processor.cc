@@ -72,15 +72,23 @@ void LogSoftmax(std::span<const float> logits, std::vector<float>* out) {
 }
 
 std::vector<std::pair<int32_t, float>> TopK(std::span<const float> logprobs, int32_t k) {
-  std::vector<std::pair<int32_t, float>> all;
-  all.reserve(logprobs.size());
-  for (size_t i = 0; i < logprobs.size(); ++i) all.push_back({static_cast<int32_t>(i), logprobs[i]});
-  const size_t keep = std::min<size_t>(std::max(k, 0), all.size());
-  std::partial_sort(all.begin(), all.begin() + keep, all.end(), [](const auto& a, const auto& b) {
+  // Partial selection: a sorted window of the k best so far; most entries are rejected by one
+  // comparison with the window's worst, so this is one pass over the row, not a sort.
+  const size_t keep = std::min<size_t>(std::max(k, 0), logprobs.size());
+  std::vector<std::pair<int32_t, float>> best;
+  if (keep == 0) return best;
+  best.reserve(keep + 1);
+  auto better = [](const std::pair<int32_t, float>& a, const std::pair<int32_t, float>& b) {
     return a.second > b.second || (a.second == b.second && a.first < b.first);
-  });
-  all.resize(keep);
-  return all;
+  };
+  for (size_t i = 0; i < logprobs.size(); ++i) {
+    const std::pair<int32_t, float> c{static_cast<int32_t>(i), logprobs[i]};
+    // Ids arrive ascending, so a tie with the window's worst never displaces it.
+    if (best.size() == keep && !(c.second > best.back().second)) continue;
+    best.insert(std::upper_bound(best.begin(), best.end(), c, better), c);
+    if (best.size() > keep) best.pop_back();
+  }
+  return best;
 }
 
 }  // namespace kiln::sampling

@@ -124,9 +124,18 @@ def test_models_tokenize_metrics(engine):
     ({"logit_bias": {"999999999": 1}}, "logit_bias"),
     ({"top_logprobs": 2}, "top_logprobs"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"a": {"not": {}}}}}}},
+     "response_format.json_schema.schema"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"not": {}}}}}}]}, "tools[0].function.parameters"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}],
+      "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}],
+      "response_format": {"type": "json_object"}}, "response_format"),
     ({"tool_choice": "auto"}, "tool_choice"),
+    ({"temperature": float("nan")}, None),
     ({"model": 3}, "model"),
     ({"min_tokens": 5, "max_tokens": 2}, "min_tokens"),
 ])
@@ -152,8 +161,8 @@ def test_bad_messages(engine, messages, param):
 
 def test_unsupported_fields_name_the_field(engine):
     with pytest.raises(kiln.BadRequestError) as e:
-        engine.chat.completions.create(messages=MSG, response_format={"type": "json_schema"})
-    assert e.value.code == "unsupported_parameter" and "response_format" in str(e.value)
+        engine.chat.completions.create(messages=MSG, functions=[{"name": "f"}])
+    assert e.value.code == "unsupported_parameter" and e.value.param == "functions"
     with pytest.raises(kiln.BadRequestError):
         engine.completions.create(prompt="x", echo=True)
     with pytest.raises(TypeError):
@@ -264,3 +273,105 @@ def test_python_m_kiln_run(engine):
     out = json.loads(proc.stdout)
     text, r = chat_text(engine, temperature=0, max_tokens=24)
     assert out["text"] == text and out["completion_tokens"] == r.usage.completion_tokens
+
+
+# ── Structured output and tools (#7): the same request parser and tool code as the server ──
+
+WEATHER = {"type": "object",
+           "properties": {"city": {"type": "string", "maxLength": 24},
+                          "unit": {"enum": ["celsius", "fahrenheit"]}},
+           "required": ["city", "unit"], "additionalProperties": False}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
+ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+
+
+def _reassemble(chunks):
+    calls = {}
+    for c in chunks:
+        for choice in c.choices:
+            for d in choice.delta.tool_calls or []:
+                if d.index not in calls:
+                    assert d.id.startswith("call_") and d.type == "function"
+                    assert d.function.name and d.function.arguments == ""
+                    calls[d.index] = [d.function.name, ""]
+                else:
+                    assert d.id is None and d.function.name is None
+                    calls[d.index][1] += d.function.arguments
+    return [tuple(calls[i]) for i in sorted(calls)]
+
+
+def test_response_format_json_schema(engine):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = {"type": "object", "properties": {
+        "name": {"enum": ["Paris", "Rome"]}, "rank": {"type": "integer", "minimum": 1,
+                                                      "maximum": 9}},
+        "required": ["name", "rank"], "additionalProperties": False}
+    rf = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema,
+                                                 "strict": True}}
+    r = engine.chat.completions.create(messages=MSG, response_format=rf, temperature=0,
+                                       max_tokens=120)
+    assert r.choices[0].finish_reason == "stop"
+    jsonschema.validate(__import__("json").loads(r.choices[0].message.content), schema)
+    chunks = list(engine.chat.completions.create(messages=MSG, response_format=rf, temperature=0,
+                                                 max_tokens=120, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == r.choices[0].message.content
+    obj = engine.chat.completions.create(messages=MSG, response_format={"type": "json_object"},
+                                         temperature=0.7, seed=2, max_tokens=150)
+    if obj.choices[0].finish_reason == "stop":
+        assert isinstance(__import__("json").loads(obj.choices[0].message.content), dict)
+    else:
+        assert obj.choices[0].message.content.startswith("{")
+
+
+def test_tool_calls_stream_and_round_trip(engine):
+    import json
+    jsonschema = pytest.importorskip("jsonschema")
+    r = engine.chat.completions.create(messages=ASK, tools=TOOLS, tool_choice="required",
+                                       parallel_tool_calls=False, temperature=0, max_tokens=150)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    calls = choice.message.tool_calls
+    assert calls and all(c.id.startswith("call_") and c.type == "function" for c in calls)
+    for c in calls:
+        assert c.function.name == "get_weather"
+        jsonschema.validate(json.loads(c.function.arguments), WEATHER)
+    if kiln.HAVE_OPENAI:
+        from openai.types.chat import ChatCompletion
+        assert isinstance(r, ChatCompletion)
+    chunks = list(engine.chat.completions.create(messages=ASK, tools=TOOLS,
+                                                 tool_choice="required", temperature=0,
+                                                 parallel_tool_calls=False, max_tokens=150,
+                                                 stream=True))
+    assert _reassemble(chunks) == [(c.function.name, c.function.arguments) for c in calls]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == \
+        ["tool_calls"]
+    # Round trip: the previous message object and the tool results go back in.
+    history = ASK + [choice.message] + [
+        {"role": "tool", "tool_call_id": c.id, "content": "sunny, 21 C"} for c in calls]
+    again = engine.chat.completions.create(messages=history, tools=TOOLS, tool_choice="none",
+                                           temperature=0, max_tokens=24)
+    assert again.choices[0].message.content and again.choices[0].message.tool_calls is None
+    named = engine.chat.completions.create(
+        messages=ASK, tools=TOOLS, parallel_tool_calls=False, temperature=0.8, seed=4,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=150)
+    assert len(named.choices[0].message.tool_calls) == 1
+
+
+def test_tools_same_as_server(engine):
+    openai = pytest.importorskip("openai")
+    from kiln_env import KILN
+    from test_server_util import running_server
+    require(KILN, "kiln binary")
+    with running_server(model=DEFAULT) as srv:
+        client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", timeout=300,
+                               max_retries=0)
+        for kw in ({"tool_choice": "required", "temperature": 0},
+                   {"tool_choice": "auto", "temperature": 0.9, "seed": 5}):
+            want = client.chat.completions.create(model=srv.model_id, messages=ASK, tools=TOOLS,
+                                                  max_tokens=150, **kw).choices[0]
+            got = engine.chat.completions.create(messages=ASK, tools=TOOLS, max_tokens=150,
+                                                 **kw).choices[0]
+            assert got.finish_reason == want.finish_reason
+            assert got.message.content == want.message.content
+            strip = lambda calls: [(c.function.name, c.function.arguments) for c in calls or []]
+            assert strip(got.message.tool_calls) == strip(want.message.tool_calls)

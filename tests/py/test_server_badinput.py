@@ -58,10 +58,28 @@ def bad_bodies(model: str) -> list[tuple[str, bytes]]:
         "stream": [1, "true", []],
         "user": [1, [], {}],
         "model": [1, None, [], {}],
-        "response_format": [{"type": "json_object"}, {"type": "json_schema", "json_schema": {}},
-                            "json", {}],
-        "tools": [[{"type": "function", "function": {"name": "f"}}], "x"],
-        "tool_choice": ["auto", "required", {"type": "function"}],
+        "response_format": [{"type": "json_schema", "json_schema": {}}, "json", {}, {"type": 1},
+                            {"type": "yaml"}, {"type": "json_schema", "json_schema": []},
+                            {"type": "json_schema", "json_schema": {"name": "a b"}},
+                            {"type": "json_schema", "json_schema": {"name": "x", "schema": 5}},
+                            {"type": "json_schema", "json_schema": {"name": "x", "strict": "y"}},
+                            {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+                                "type": "object", "properties": {"a": {"not": {}}}}}},
+                            {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+                                "$ref": "#/$defs/missing"}}},
+                            {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+                                "type": "string", "pattern": "(unclosed"}}}],
+        "tools": ["x", {}, [1], [{"type": "function"}], [{"type": "retrieval"}],
+                  [{"type": "function", "function": {"name": ""}}],
+                  [{"type": "function", "function": {"name": "x" * 65}}],
+                  [{"type": "function", "function": {"name": "f", "parameters": []}}],
+                  [{"type": "function", "function": {"name": "f", "description": 3}}],
+                  [{"type": "function", "function": {"name": "f", "parameters": {
+                      "type": "object", "properties": {"a": {"uniqueItems": True,
+                                                             "type": "array"}}}}}],
+                  [{"type": "function", "function": {"name": "f"}}] * 2],
+        "tool_choice": ["auto", "required", {"type": "function"}, 5, "sometimes",
+                        {"type": "function", "function": {"name": 1}}],
         "functions": [[{"name": "f"}]],
         "function_call": ["auto"],
         "audio": [{"voice": "x"}],
@@ -100,6 +118,11 @@ def bad_bodies(model: str) -> list[tuple[str, bytes]]:
                     [{"role": "tool", "content": "x"}],
                     [{"role": "assistant", "content": None}],
                     [{"role": "assistant", "content": "x", "tool_calls": "x"}],
+                    [{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}],
+                    [{"role": "assistant", "content": None, "tool_calls": [
+                        {"id": "c", "function": {"name": "f", "arguments": "{bad"}}]}],
+                    [{"role": "assistant", "content": None, "tool_calls": [
+                        {"id": 1, "function": {"name": "f", "arguments": "{}"}}]}],
                     [{"role": "user", "content": "hello " * 3000}],  # prompt > context
                     [{"role": "user", "content": "x"}] * 5000]
     for m in bad_messages:
@@ -110,7 +133,10 @@ def bad_bodies(model: str) -> list[tuple[str, bytes]]:
               "word " * 5000, [True]]:
         cases.append((cmpl_path, {"model": model, "prompt": p}))
     for extra in [{"echo": True}, {"suffix": "x"}, {"logprobs": True}, {"logprobs": 21},
-                  {"logprobs": -1}, {"max_tokens": 0}, {"n": 0}, {"stop": 3}]:
+                  {"logprobs": -1}, {"max_tokens": 0}, {"n": 0}, {"stop": 3},
+                  {"tools": [{"type": "function", "function": {"name": "f"}}]},
+                  {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}},
+                   "tools": 1}]:
         cases.append((cmpl_path, {"model": model, "prompt": "hi", **extra}))
     # Tokenize / detokenize.
     for body in [{}, {"prompt": 5}, {"prompt": "x", "add_special_tokens": "y"},

@@ -84,9 +84,12 @@ def test_concurrent_streams():
             m = metrics(srv.base)
         assert m["kiln_running"] == 0 and m["kiln_queue_length"] == 0, m
         assert m["kiln_http_requests_in_flight"] == 0, m
+        # KV blocks all free: what is still used is held only by the prefix cache (reusable).
+        assert m["kiln_kv_blocks_used"] == m["kiln_kv_blocks_cached"], m
         assert m["kiln_http_client_disconnects_total"] >= 1, m
         print(f"\n{N_CLIENTS} clients in {elapsed:.1f} s; kv blocks used after: "
-              f"{m['kiln_kv_blocks_used']:.0f}/{m['kiln_kv_blocks_total']:.0f}; "
+              f"{m['kiln_kv_blocks_used']:.0f}/{m['kiln_kv_blocks_total']:.0f} "
+              f"({m['kiln_kv_blocks_cached']:.0f} prefix-cached); "
               f"disconnects seen: {m['kiln_http_client_disconnects_total']:.0f}")
         ok = post(srv.base, "/v1/chat/completions",
                   {"model": srv.model_id, "messages": [{"role": "user", "content": "hi"}],

@@ -1,24 +1,104 @@
-// CPU backend: matmuls through the kernel table (quantize each activation row once, then one
-// vec_dot per output element), the rest through the reference kernels, parallel over rows.
+// CPU backend: every op through the kernel table (matmuls: quantize each activation row once,
+// then gemm or one vec_dot per output element; attention: tiles of query rows per kv head),
+// parallel over rows, tiles or elements with the pool.
 #include <algorithm>
+#include <chrono>
+#include <climits>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <vector>
 
 #include "backend/backend.h"
 #include "base/check.h"
-#include "kernels/norm.h"
 
 namespace kiln::backend {
 namespace {
 
 // Output rows per ParallelFor grain: enough work per chunk to amortise the dispatch.
 constexpr size_t kMatMulGrain = 16;
+// Elementwise ops: below this many values one thread is cheaper than waking the pool.
+constexpr size_t kElementwiseGrain = 16384;
+// Query rows per attention work item (tokens × heads of one GQA group), sharing K/V loads.
+constexpr int kAttentionTileRows = 16;
+
+// Row-wise ops on rows of `row_elems` values: at least `min_rows` rows and about
+// kElementwiseGrain values per chunk.
+size_t GrainFor(size_t row_elems, size_t min_rows) {
+  return std::max(min_rows, kElementwiseGrain / std::max<size_t>(row_elems, 1));
+}
+
+// KILN_PROFILE=1: wall time per op kind, printed to stderr when the backend is destroyed
+// (a timer profile for finding the next cost; off by default, one branch per op).
+enum class Op { kMatMulQuantize, kMatMul, kEmbedding, kRmsNorm, kRope, kAttention, kActivation, kAdd, kCount };
+constexpr const char* kOpNames[] = {"matmul: quantize activations", "matmul: products", "embedding",
+                                    "rms_norm", "rope", "attention", "gated activation", "add"};
+
+class Profile {
+ public:
+  explicit Profile(bool on) : on_(on) {}
+  ~Profile() {
+    if (!on_) return;
+    double total = 0;
+    for (double ms : ms_) total += ms;
+    std::fprintf(stderr, "kiln profile (wall ms per op kind):\n");
+    for (int i = 0; i < static_cast<int>(Op::kCount); ++i) {
+      std::fprintf(stderr, "  %-30s %10.1f ms %6.1f %% %8lld calls\n", kOpNames[i], ms_[i],
+                   total > 0 ? 100.0 * ms_[i] / total : 0.0, calls_[i]);
+    }
+  }
+  bool on() const { return on_; }
+  void Add(Op op, double ms) {
+    ms_[static_cast<int>(op)] += ms;
+    ++calls_[static_cast<int>(op)];
+  }
+
+ private:
+  bool on_;
+  double ms_[static_cast<int>(Op::kCount)] = {};
+  long long calls_[static_cast<int>(Op::kCount)] = {};
+};
+
+class ScopedOp {
+ public:
+  ScopedOp(Profile& p, Op op) : p_(p), op_(op) {
+    if (p_.on()) t0_ = std::chrono::steady_clock::now();
+  }
+  ~ScopedOp() {
+    if (p_.on()) {
+      p_.Add(op_, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count());
+    }
+  }
+
+ private:
+  Profile& p_;
+  Op op_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+bool ProfileRequested() {
+  const char* env = std::getenv("KILN_PROFILE");
+  return env != nullptr && *env != '\0' && *env != '0';
+}
 
 class CpuBackend final : public Backend {
  public:
   std::string KernelIsa() const override { return table_.isa; }
-  CpuBackend(ThreadPool* pool, const kernels::KernelTable& table) : pool_(pool), table_(table) {}
+  CpuBackend(ThreadPool* pool, const kernels::KernelTable& table)
+      : pool_(pool), table_(table), layer_(table.layer), profile_(ProfileRequested()) {
+    // Tables built by hand (tests) may leave layer ops out: use the reference ones.
+    // KILN_LAYER_KERNELS=ref keeps the table's matmuls but the reference layer ops (to tell
+    // which half of a table a numerical difference comes from).
+    const kernels::LayerKernels& ref = kernels::RefKernelTable().layer;
+    const char* env = std::getenv("KILN_LAYER_KERNELS");
+    if (env != nullptr && std::string(env) == "ref") layer_ = ref;
+    if (layer_.attention == nullptr) layer_.attention = ref.attention;
+    if (layer_.rms_norm == nullptr) layer_.rms_norm = ref.rms_norm;
+    if (layer_.rope == nullptr) layer_.rope = ref.rope;
+    if (layer_.gated_activation == nullptr) layer_.gated_activation = ref.gated_activation;
+    if (layer_.add == nullptr) layer_.add = ref.add;
+  }
 
   Status CheckWeightType(DType dtype) const override {
     const kernels::TypeKernels& k = table_.For(dtype);
@@ -40,44 +120,57 @@ class CpuBackend final : public Backend {
 
   void MatMul(const Matrix& w, const float* x, int64_t n_tokens, const float* bias,
               float* out) override {
-    const kernels::TypeKernels& k = table_.For(w.dtype);
+    const MatMulOut one{&w, bias, out};
+    MatMulShared(&one, 1, x, n_tokens);
+  }
+
+  void MatMulShared(const MatMulOut* outs, int n, const float* x, int64_t n_tokens) override {
+    KILN_CHECK(n >= 1) << "no matrices";
+    const Matrix& w0 = *outs[0].w;
+    const kernels::TypeKernels& k = table_.For(w0.dtype);
     KILN_CHECK(k.quantize_dot != nullptr && k.vec_dot != nullptr)
-        << "no dot kernel for " << DTypeName(w.dtype);
-    const std::optional<size_t> act_row_bytes = RowBytes(k.dot_type, w.cols);
-    KILN_CHECK(act_row_bytes.has_value()) << "cols " << w.cols << " vs " << DTypeName(k.dot_type);
+        << "no dot kernel for " << DTypeName(w0.dtype);
+    for (int i = 1; i < n; ++i) {
+      const Matrix& w = *outs[i].w;
+      if (w.cols != w0.cols || table_.For(w.dtype).dot_type != k.dot_type ||
+          table_.For(w.dtype).quantize_dot != k.quantize_dot) {
+        for (int j = 0; j < n; ++j) MatMul(*outs[j].w, x, n_tokens, outs[j].bias, outs[j].out);
+        return;  // different activation types: one conversion each
+      }
+    }
+    const std::optional<size_t> act_row_bytes = RowBytes(k.dot_type, w0.cols);
+    KILN_CHECK(act_row_bytes.has_value()) << "cols " << w0.cols << " vs " << DTypeName(k.dot_type);
     const size_t need = *act_row_bytes * static_cast<size_t>(n_tokens);
     if (act_scratch_.size() < need) act_scratch_.resize(need);  // only if Reserve was too small
     uint8_t* act = act_scratch_.data();
-    ParallelFor(pool_, 0, static_cast<size_t>(n_tokens), 1, [&](size_t t0, size_t t1) {
-      for (size_t t = t0; t < t1; ++t) {
-        k.quantize_dot(x + t * w.cols, act + t * *act_row_bytes, w.cols);
-      }
-    });
-    if (k.gemm != nullptr && n_tokens > 1) {
-      // Tiled kernel: bit-identical to vec_dot per (row, token) by the table's contract.
-      ParallelFor(pool_, 0, static_cast<size_t>(w.rows), kMatMulGrain, [&](size_t r0, size_t r1) {
-        k.gemm(w.data, w.row_bytes, act, *act_row_bytes, n_tokens, w.cols, out, w.rows,
-               static_cast<int64_t>(r0), static_cast<int64_t>(r1));
-        if (bias == nullptr) return;
-        for (int64_t t = 0; t < n_tokens; ++t) {
-          for (size_t r = r0; r < r1; ++r) out[t * w.rows + r] += bias[r];
+    {
+      ScopedOp timer(profile_, Op::kMatMulQuantize);
+      ParallelFor(pool_, 0, static_cast<size_t>(n_tokens), GrainFor(w0.cols, 1), [&](size_t t0, size_t t1) {
+        for (size_t t = t0; t < t1; ++t) {
+          k.quantize_dot(x + t * w0.cols, act + t * *act_row_bytes, w0.cols);
         }
       });
-      return;
     }
-    ParallelFor(pool_, 0, static_cast<size_t>(w.rows), kMatMulGrain, [&](size_t r0, size_t r1) {
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        const uint8_t* a = act + t * *act_row_bytes;
-        float* o = out + t * w.rows;
-        for (size_t r = r0; r < r1; ++r) {
-          const float dot = k.vec_dot(w.Row(static_cast<int64_t>(r)), a, w.cols);
-          o[r] = bias != nullptr ? dot + bias[r] : dot;
+    ScopedOp timer(profile_, Op::kMatMul);
+    // One dispatch over the matrices' rows laid end to end; a thread's range may span several.
+    int64_t total_rows = 0;
+    for (int i = 0; i < n; ++i) total_rows += outs[i].w->rows;
+    ParallelFor(pool_, 0, static_cast<size_t>(total_rows), kMatMulGrain, [&](size_t g0, size_t g1) {
+      int64_t base = 0;
+      for (int i = 0; i < n; ++i) {
+        const int64_t rows = outs[i].w->rows;
+        const int64_t r0 = std::max<int64_t>(static_cast<int64_t>(g0) - base, 0);
+        const int64_t r1 = std::min<int64_t>(static_cast<int64_t>(g1) - base, rows);
+        if (r0 < r1) {
+          Rows(table_.For(outs[i].w->dtype), outs[i], act, *act_row_bytes, n_tokens, r0, r1);
         }
+        base += rows;
       }
     });
   }
 
   void EmbeddingRows(const Matrix& table, const int32_t* ids, int64_t n, float* out) override {
+    ScopedOp timer(profile_, Op::kEmbedding);
     const kernels::TypeKernels& k = table_.For(table.dtype);
     KILN_CHECK(k.dequantize != nullptr) << "no dequantize for " << DTypeName(table.dtype);
     for (int64_t i = 0; i < n; ++i) {
@@ -88,54 +181,62 @@ class CpuBackend final : public Backend {
 
   void RmsNorm(const float* x, const float* w, float w_offset, float eps, int64_t n_rows,
                int64_t dim, float* out) override {
-    ParallelFor(pool_, 0, static_cast<size_t>(n_rows), 4, [&](size_t r0, size_t r1) {
-      for (size_t r = r0; r < r1; ++r) {
-        kernels::ref::RmsNorm(x + r * dim, w, w_offset, eps, dim, out + r * dim);
-      }
+    ScopedOp timer(profile_, Op::kRmsNorm);
+    const kernels::RmsNormFn fn = ggml_exact_ ? kernels::ggml::RmsNorm : layer_.rms_norm;
+    ParallelFor(pool_, 0, static_cast<size_t>(n_rows), GrainFor(dim, 4), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) fn(x + r * dim, w, w_offset, eps, dim, out + r * dim);
     });
   }
 
   void Rope(float* x, int64_t n_tokens, int n_heads, int head_dim, const int32_t* positions,
             const float* inv_freq, RopeStyle style) override {
+    ScopedOp timer(profile_, Op::kRope);
+    const size_t stride = static_cast<size_t>(n_heads) * head_dim;
+    const kernels::RopeFn fn = layer_.rope;
+    ParallelFor(pool_, 0, static_cast<size_t>(n_tokens), GrainFor(stride, 1), [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t) fn(x + t * stride, n_heads, head_dim, inv_freq, positions[t], style);
+    });
+  }
+
+  void RopeGgml(float* x, int64_t n_tokens, int n_heads, int head_dim, const int32_t* positions,
+                const kernels::ggml::RopeParams& rp, RopeStyle style) override {
+    ScopedOp timer(profile_, Op::kRope);
     const size_t stride = static_cast<size_t>(n_heads) * head_dim;
     ParallelFor(pool_, 0, static_cast<size_t>(n_tokens), 1, [&](size_t t0, size_t t1) {
       for (size_t t = t0; t < t1; ++t) {
-        kernels::ref::Rope(x + t * stride, n_heads, head_dim, inv_freq, positions[t], style);
+        kernels::ggml::Rope(x + t * stride, n_heads, head_dim, rp, positions[t], style);
       }
     });
+  }
+
+  // KILN_GGML_EXACT=0 keeps the table's layer kernels for GGUF models too (benchmarks of
+  // the SIMD layer ops; the llama.cpp-exact ones are scalar for now).
+  void SetGgmlExact(bool on) override {
+    const char* env = std::getenv("KILN_GGML_EXACT");
+    ggml_exact_ = on && !(env != nullptr && std::string(env) == "0");
   }
 
   void Attention(const float* q, int64_t n_tokens, const int32_t* positions, const KvView& kv,
-                 const AttentionParams& p, float* out) override {
-    KILN_CHECK(p.n_heads_kv > 0 && p.n_heads % p.n_heads_kv == 0) << p.n_heads << "/" << p.n_heads_kv;
-    const int group = p.n_heads / p.n_heads_kv;
-    const size_t n_items = static_cast<size_t>(n_tokens) * p.n_heads;
-    ParallelFor(pool_, 0, n_items, 1, [&](size_t i0, size_t i1) {
-      // One scratch per chunk (one chunk per thread); sized once per thread and reused.
-      thread_local std::vector<float> scores;
-      for (size_t i = i0; i < i1; ++i) {
-        const size_t t = i / p.n_heads;
-        const int h = static_cast<int>(i % p.n_heads);
-        const int32_t pos = positions[t];
-        const int32_t begin = p.window > 0 ? std::max<int32_t>(0, pos - p.window + 1) : 0;
-        const size_t n_pos = static_cast<size_t>(pos + 1 - begin);
-        if (scores.size() < n_pos) scores.resize(std::max<size_t>(n_pos, max_positions_));
-        const size_t off = i * p.head_dim;
-        kernels::ref::AttentionHead(q + off, kv, h / group, begin, pos + 1, p.scale,
-                                    scores.data(), out + off, p.round_qp_to_kv_dtype);
-      }
-    });
-  }
+                 const AttentionParams& p, float* out) override;
 
   void GatedActivation(Activation act, const float* gate, const float* up, int64_t n,
                        float* out) override {
+    ScopedOp timer(profile_, Op::kActivation);
+    const kernels::GatedActivationFn fn = layer_.gated_activation;
+    const bool ggml_silu = ggml_exact_ && act == Activation::kSilu;
     ParallelFor(pool_, 0, static_cast<size_t>(n), 4096, [&](size_t b, size_t e) {
-      kernels::ref::GatedActivation(act, gate + b, up + b, static_cast<int64_t>(e - b), out + b);
+      const int64_t len = static_cast<int64_t>(e - b);
+      if (ggml_silu) return kernels::ggml::SwiGlu(gate + b, up + b, len, out + b);
+      fn(act, gate + b, up + b, len, out + b);
     });
   }
 
   void Add(float* x, const float* y, int64_t n) override {
-    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+    ScopedOp timer(profile_, Op::kAdd);
+    const kernels::AddFn fn = layer_.add;
+    ParallelFor(pool_, 0, static_cast<size_t>(n), kElementwiseGrain, [&](size_t b, size_t e) {
+      fn(x + b, y + b, static_cast<int64_t>(e - b));
+    });
   }
 
   void Scale(float* x, float s, int64_t n) override {
@@ -143,11 +244,100 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // Rows [r0, r1) of o.w times the converted activations, for every token.
+  static void Rows(const kernels::TypeKernels& k, const MatMulOut& o, const uint8_t* act,
+                   size_t act_row_bytes, int64_t n_tokens, int64_t r0, int64_t r1) {
+    const Matrix& w = *o.w;
+    if (k.gemm != nullptr && n_tokens > 1) {
+      // Tiled kernel: bit-identical to vec_dot per (row, token) by the table's contract.
+      k.gemm(w.data, w.row_bytes, act, act_row_bytes, n_tokens, w.cols, o.out, w.rows, r0, r1);
+      if (o.bias == nullptr) return;
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        for (int64_t r = r0; r < r1; ++r) o.out[t * w.rows + r] += o.bias[r];
+      }
+      return;
+    }
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const uint8_t* a = act + t * act_row_bytes;
+      float* out = o.out + t * w.rows;
+      for (int64_t r = r0; r < r1; ++r) {
+        const float dot = k.vec_dot(w.Row(r), a, w.cols);
+        out[r] = o.bias != nullptr ? dot + o.bias[r] : dot;
+      }
+    }
+  }
+
   ThreadPool* pool_;
   const kernels::KernelTable& table_;
+  kernels::LayerKernels layer_;  // table_.layer completed from the reference table
+  bool ggml_exact_ = false;      // SetGgmlExact
+  Profile profile_;
   std::vector<uint8_t> act_scratch_;  // quantized activation rows for MatMul
   int32_t max_positions_ = 0;
 };
+
+void CpuBackend::Attention(const float* q, int64_t n_tokens, const int32_t* positions,
+                           const KvView& kv, const AttentionParams& p, float* out) {
+    ScopedOp timer(profile_, Op::kAttention);
+  KILN_CHECK(p.n_heads_kv > 0 && p.n_heads % p.n_heads_kv == 0) << p.n_heads << "/" << p.n_heads_kv;
+  KILN_CHECK(p.head_dim == kv.head_dim) << p.head_dim << " vs " << kv.head_dim;
+  const int group = p.n_heads / p.n_heads_kv;
+  // Work item = a tile of tokens × a run of heads of one kv head's group. Prefill shares each
+  // K/V row across up to kAttentionTileRows query rows; decode (few items) splits the group
+  // so every thread gets work.
+  const int tile_tok = static_cast<int>(std::clamp<int64_t>(kAttentionTileRows / group, 1, n_tokens));
+  const int64_t n_tiles = (n_tokens + tile_tok - 1) / tile_tok;
+  const int n_threads = pool_ != nullptr ? pool_->NumThreads() : 1;
+  const int heads_per_item = n_tiles * p.n_heads_kv >= 4 * n_threads ? group : 1;
+  const int splits = group / heads_per_item;
+  const size_t per_rank = static_cast<size_t>(p.n_heads_kv) * splits;
+  const size_t q_row = static_cast<size_t>(p.n_heads) * p.head_dim;
+  const kernels::AttentionFn fn = layer_.attention;
+  ParallelFor(pool_, 0, static_cast<size_t>(n_tiles) * per_rank, 1, [&](size_t i0, size_t i1) {
+    // Sized once per thread for the planned context, then reused.
+    thread_local std::vector<float> scratch;
+    for (size_t i = i0; i < i1; ++i) {
+      // Tile ranks alternate cheap (early) and costly (late, causal) tiles so a contiguous
+      // split of the items gives every thread a similar share of the work.
+      const int64_t rank = static_cast<int64_t>(i / per_rank);
+      const int64_t tile = rank % 2 == 0 ? rank / 2 : n_tiles - 1 - rank / 2;
+      const int kv_head = static_cast<int>(i % per_rank) / splits;
+      const int head0 = kv_head * group + static_cast<int>(i % per_rank) % splits * heads_per_item;
+      const int64_t t0 = tile * tile_tok;
+      const int n_tok = static_cast<int>(std::min<int64_t>(tile_tok, n_tokens - t0));
+      int32_t begin[kAttentionTileRows], end[kAttentionTileRows];
+      int32_t lo = INT32_MAX, hi = 0;
+      for (int t = 0; t < n_tok; ++t) {
+        const int32_t pos = positions[t0 + t];
+        begin[t] = p.window > 0 ? std::max<int32_t>(0, pos - p.window + 1) : 0;
+        end[t] = pos + 1;
+        lo = std::min(lo, begin[t]);
+        hi = std::max(hi, end[t]);
+      }
+      const size_t need = kernels::AttentionScratchFloats(n_tok * heads_per_item, hi - lo, p.head_dim);
+      if (scratch.size() < need) {
+        scratch.resize(std::max(need, kernels::AttentionScratchFloats(
+                                          kAttentionTileRows, max_positions_ + tile_tok, p.head_dim)));
+      }
+      kernels::AttentionBlock b;
+      b.q = q + t0 * q_row + static_cast<size_t>(head0) * p.head_dim;
+      b.out = out + t0 * q_row + static_cast<size_t>(head0) * p.head_dim;
+      b.q_tok_stride = b.out_tok_stride = q_row;
+      b.n_tok = n_tok;
+      b.n_group = heads_per_item;
+      b.pos_begin = begin;
+      b.pos_end = end;
+      b.kv_head = kv_head;
+      b.scale = p.scale;
+      b.round_qp = p.round_qp_to_kv_dtype;
+      if (ggml_exact_ && kv.dtype == DType::kF16) {
+        kernels::ggml::AttentionRows(b, kv, /*batched=*/n_tokens >= 2);  // llama.cpp's path
+      } else {
+        fn(b, kv, scratch.data(), scratch.size());
+      }
+    }
+  });
+}
 
 }  // namespace
 

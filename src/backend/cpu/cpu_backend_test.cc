@@ -167,3 +167,40 @@ TEST(CpuBackendTest, RmsNormRowsAndEmbedding) {
 
 }  // namespace
 }  // namespace kiln::backend
+
+namespace kiln::backend {
+namespace {
+
+// Q/K/V-style products over one input in one call equal separate MatMul calls bit for bit,
+// whatever the split of the rows between threads.
+TEST(CpuBackendTest, MatMulSharedEqualsSeparateMatMuls) {
+  const int64_t cols = 40;
+  const int64_t rows[] = {37, 5, 19};
+  std::vector<std::vector<float>> ws;
+  for (int i = 0; i < 3; ++i) ws.push_back(RandomVec(rows[i] * cols, 20 + i));
+  auto bias = RandomVec(rows[0], 30);
+  ThreadPool pool(2);
+  auto be = MakeCpuBackend(&pool, F32Table());
+  for (int64_t n_tok : {1, 3, 9}) {
+    auto x = RandomVec(n_tok * cols, 40 + n_tok);
+    std::vector<Matrix> m;
+    for (int i = 0; i < 3; ++i) m.push_back(F32Matrix(ws[i], rows[i], cols));
+    std::vector<std::vector<float>> sep(3), shared(3);
+    MatMulOut outs[3];
+    for (int i = 0; i < 3; ++i) {
+      sep[i].assign(n_tok * rows[i], 0.0f);
+      shared[i].assign(n_tok * rows[i], -1.0f);
+      be->MatMul(m[i], x.data(), n_tok, i == 0 ? bias.data() : nullptr, sep[i].data());
+      outs[i] = {&m[i], i == 0 ? bias.data() : nullptr, shared[i].data()};
+    }
+    be->MatMulShared(outs, 3, x.data(), n_tok);
+    for (int i = 0; i < 3; ++i) {
+      for (size_t j = 0; j < sep[i].size(); ++j) {
+        ASSERT_EQ(std::memcmp(&sep[i][j], &shared[i][j], 4), 0) << "matrix " << i << " n_tok " << n_tok;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kiln::backend

@@ -6,6 +6,7 @@
 
 #if defined(KILN_KERNELS_X86)
 #include "kernels/cpu/x86/isa_kernels.h"
+#include "kernels/cpu/x86/layer_kernels.h"
 #endif
 
 namespace kiln::kernels::cpu {
@@ -48,6 +49,7 @@ KernelTable MakeAvx2() {
   SetDotTypes(t);
   namespace ISA = ::kiln::kernels::avx2;
   KILN_X86_DOT_TYPES(KILN_SET_DOT)
+  t.layer = {ISA::Attention, ISA::RmsNorm, ISA::Rope, ISA::GatedActivation, ISA::Add};
   return t;
 }
 
@@ -57,6 +59,7 @@ KernelTable MakeAvx512() {
   SetDotTypes(t);
   namespace ISA = ::kiln::kernels::avx512;
   KILN_X86_DOT_TYPES(KILN_SET_DOT)
+  t.layer = {ISA::Attention, ISA::RmsNorm, ISA::Rope, ISA::GatedActivation, ISA::Add};
   return t;
 }
 

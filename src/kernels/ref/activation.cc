@@ -49,4 +49,8 @@ void GatedActivation(Activation act, const float* gate, const float* up, int64_t
   }
 }
 
+void Add(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
 }  // namespace kiln::kernels::ref

@@ -135,4 +135,17 @@ void AttentionHead(const float* q, const KvView& kv, int kv_head, int32_t pos_be
   for (int i = 0; i < d; ++i) out[i] = static_cast<float>(acc[i]);
 }
 
+void AttentionRows(const AttentionBlock& b, const KvView& kv, float* scratch,
+                   size_t scratch_floats) {
+  for (int t = 0; t < b.n_tok; ++t) {
+    KILN_CHECK(static_cast<size_t>(b.pos_end[t] - b.pos_begin[t]) <= scratch_floats)
+        << "attention scratch " << scratch_floats;
+    for (int g = 0; g < b.n_group; ++g) {
+      const size_t off = static_cast<size_t>(g) * kv.head_dim;
+      AttentionHead(b.q + t * b.q_tok_stride + off, kv, b.kv_head, b.pos_begin[t], b.pos_end[t],
+                    b.scale, scratch, b.out + t * b.out_tok_stride + off, b.round_qp);
+    }
+  }
+}
+
 }  // namespace kiln::kernels::ref

@@ -1,5 +1,6 @@
 // RefKernelTable: the scalar oracle, one entry per weight type kiln computes with.
 #include "kernels/kernel_table.h"
+#include "kernels/norm.h"
 #include "kernels/ref/quant_rows.h"
 
 namespace kiln::kernels {
@@ -38,6 +39,11 @@ void FillRefTable(KernelTable& t) {
       ref::DequantizeRowQ6_K);
   t.For(DType::kQ8_1).dequantize = ref::DequantizeRowQ8_1;
   t.For(DType::kQ8_K).dequantize = ref::DequantizeRowQ8_K;
+  t.layer.attention = ref::AttentionRows;
+  t.layer.rms_norm = ref::RmsNorm;
+  t.layer.rope = ref::Rope;
+  t.layer.gated_activation = ref::GatedActivation;
+  t.layer.add = ref::Add;
 }
 
 }  // namespace

@@ -523,6 +523,48 @@ TEST(QuantGgmlTest, VecDotWithinToleranceOfGgmlSimd) {
   }
 }
 
+// What llama.cpp runs for the legacy types on x86 (ggml's AVX2 vec_dot, also in its AVX-512
+// builds) is what kiln's SIMD tables run: one fma chain per row in block order and, for the
+// *_1 types, an fma chain over the min terms. Required bit for bit: greedy decoding against
+// llama.cpp depends on it (tests/py/test_real_model.py).
+TEST(QuantGgmlTest, SimdTablesLegacyVecDotBitIdenticalToGgmlSimd) {
+  KILN_GGML_OR_SKIP(lib);
+  if (lib->simd_cpu_traits == nullptr) GTEST_SKIP() << "no usable SIMD ggml-cpu variant";
+  for (const KernelTable* table : AvailableKernelTables()) {
+    if (table->isa == "ref") continue;
+    for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0}) {
+      const TypeKernels& k = table->For(t);
+      const GgmlTypeTraitsCpu* traits = lib->simd_cpu_traits(static_cast<int>(t));
+      ASSERT_NE(traits, nullptr);
+      int cases = 0, exact = 0;
+      for (Dist dist : {Dist::kGaussian, Dist::kOutliers, Dist::kPositive, Dist::kSparse,
+                        Dist::kBlockScales, Dist::kSmall}) {
+        for (int64_t n : {32, 64, 96, 576, 1536, 4096}) {
+          for (uint32_t seed : kSeeds) {
+            const std::vector<float> w = MakeRow(dist, n, seed);
+            const std::vector<float> a = MakeRow(Dist::kGaussian, n, seed + 1000);
+            std::vector<uint8_t> qw(*RowBytes(t, n)), qa(*RowBytes(k.dot_type, n));
+            ref::QuantizeRow(t, w.data(), qw.data(), n);
+            k.quantize_dot(a.data(), qa.data(), n);
+            const float ours = k.vec_dot(qw.data(), qa.data(), n);
+            float theirs = NAN;
+            traits->vec_dot(static_cast<int>(n), &theirs, 0, qw.data(), 0, qa.data(), 0, 1);
+            ++cases;
+            exact += FloatBits(ours) == FloatBits(theirs);
+            EXPECT_EQ(FloatBits(ours), FloatBits(theirs))
+                << table->isa << " " << DTypeName(t) << " dist " << static_cast<int>(dist)
+                << " n " << n << " seed " << seed << ": " << ours << " vs ggml " << theirs;
+          }
+        }
+      }
+      if (Verbose()) {
+        std::fprintf(stderr, "%s vec_dot %-5s: %d/%d bit-identical to ggml-cpu-%s\n",
+                     table->isa.c_str(), DTypeName(t), exact, cases, lib->simd_name.c_str());
+      }
+    }
+  }
+}
+
 // The activation quantizers kiln's dot products use (RefKernelTable().quantize_dot) against
 // what llama.cpp actually runs at inference on this CPU: the SIMD ggml-cpu variant's
 // from_float. Byte-identical blocks are what make greedy decoding agree with llama.cpp.

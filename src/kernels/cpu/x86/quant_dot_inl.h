@@ -6,7 +6,13 @@
 // AVX2 builds them from maddubs/madd (which saturate at int16: every caller keeps pair sums
 // below 2^15 by construction); AVX-512 VNNI uses vpdpbusd for DotU8S8.
 // Integer block sums are exact, so each block contributes what the reference's does; only the
-// float accumulation order differs from ref (8 lanes, two chains over even/odd blocks).
+// float accumulation order differs from ref. The legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
+// accumulate exactly like ggml's x86 vec_dot (arch/x86/quants.c, AVX2 branch, which its
+// AVX-512 builds also run): one 8-lane chain acc = fma(d_w*d_a, (float)sumi, acc) in block
+// order, an 8-lane horizontal sum, and for the *_1 types a scalar fma chain over m_w*s_a
+// added last; so their results are bit-identical to llama.cpp's on x86 (tested in
+// kernels/ref/quant_ggml_test.cc against libggml-cpu-zen4/haswell). The K quants still use
+// their own order.
 // See common_inl.h for why this is an anonymous namespace in a header.
 #pragma once
 
@@ -16,16 +22,15 @@
 namespace kiln::kernels::x86 {
 namespace {
 
-struct Acc2 {
-  __m256 v[2];
+// One chain in block order, like ggml's (the block kernels ignore kParity).
+struct Acc1 {
+  __m256 v;
 };
-inline void InitAcc(Acc2& a) { a.v[0] = a.v[1] = _mm256_setzero_ps(); }
-inline float FinishAcc(const Acc2& a) { return HSum(_mm256_add_ps(a.v[0], a.v[1])); }
 
-// Acc2 plus the sum of the min terms (m_w * s_a) of the *_1 types, kept in block order.
-struct Acc2M {
-  __m256 v[2];
-  __m128 m;  // lane 1: sum of m_w * s_a in block order
+// Acc1 plus the sum of the min terms (m_w * s_a) of the *_1 types, kept in block order.
+struct Acc1M {
+  __m256 v;
+  __m128 m;  // lane 1: fma chain of m_w * s_a in block order (lane 0 unused)
 };
 
 // acc += d * (float)sumi
@@ -64,21 +69,21 @@ struct SignedQ8_0Kernel {
   static constexpr int64_t kABlockBytes = sizeof(BlockQ8_0);
   static constexpr bool kPadTail = false;
   using W = SignedW;
-  using Acc = Acc2;
+  using Acc = Acc1;
   KILN_X86_INLINE static void Load(const uint8_t* p, W& w) {
     w.x = Decode::Quants(p);
     w.abs_x = _mm256_abs_epi8(w.x);
     w.d = BroadcastHalf(p);
   }
-  static void Init(Acc& a) { InitAcc(a); }
+  static void Init(Acc& a) { a.v = _mm256_setzero_ps(); }
   template <int kParity>
   KILN_X86_INLINE static void Add(const W& w, const uint8_t* a, Acc& acc) {
     const __m256i y = LoadU256(a + offsetof(BlockQ8_0, qs));
     const __m256i sumi = DotS8S8<Ops>(w.abs_x, w.x, y);
     const __m256 scale = _mm256_mul_ps(w.d, BroadcastHalf(a));
-    acc.v[kParity] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sumi), acc.v[kParity]);
+    acc.v = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sumi), acc.v);
   }
-  static float Finish(const Acc& a) { return FinishAcc(a); }
+  static float Finish(const Acc& a) { return HSum(a.v); }
 };
 
 struct DecodeQ4_0 {
@@ -124,13 +129,13 @@ struct MinQ8_1Kernel {
   static constexpr int64_t kABlockBytes = sizeof(BlockQ8_1);
   static constexpr bool kPadTail = false;
   using W = UnsignedW;
-  using Acc = Acc2M;
+  using Acc = Acc1M;
   KILN_X86_INLINE static void Load(const uint8_t* p, W& w) {
     w.q = Decode::Quants(p);
     w.dm = HalfPairAt(p);  // m follows d in both Q4_1 and Q5_1
   }
   static void Init(Acc& a) {
-    a.v[0] = a.v[1] = _mm256_setzero_ps();
+    a.v = _mm256_setzero_ps();
     a.m = _mm_setzero_ps();
   }
   template <int kParity>
@@ -138,14 +143,12 @@ struct MinQ8_1Kernel {
     static_assert(offsetof(BlockQ8_1, s) == offsetof(BlockQ8_1, d) + 2);
     const __m256i y = LoadU256(a + offsetof(BlockQ8_1, qs));
     const __m256i sumi = Ops::DotU8S8(_mm256_setzero_si256(), w.q, y);
-    const __m128 prod = _mm_mul_ps(w.dm, HalfPairAt(a));  // d_w*d_a, m_w*s_a
-    acc.v[kParity] = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), _mm256_cvtepi32_ps(sumi),
-                                     acc.v[kParity]);
-    acc.m = _mm_add_ps(acc.m, prod);
+    const __m128 ds = HalfPairAt(a);                // d_a, s_a
+    const __m128 prod = _mm_mul_ss(w.dm, ds);       // lane 0: d_w*d_a
+    acc.v = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), _mm256_cvtepi32_ps(sumi), acc.v);
+    acc.m = _mm_fmadd_ps(w.dm, ds, acc.m);          // lane 1: fma(m_w, s_a, summs)
   }
-  static float Finish(const Acc& a) {
-    return HSum(_mm256_add_ps(a.v[0], a.v[1])) + _mm_cvtss_f32(_mm_movehdup_ps(a.m));
-  }
+  static float Finish(const Acc& a) { return HSum(a.v) + _mm_cvtss_f32(_mm_movehdup_ps(a.m)); }
 };
 
 struct DecodeQ4_1 {
@@ -195,10 +198,6 @@ KILN_X86_INLINE void LoadKW(const uint8_t* p, KW& w) {
   w.dmin = HalfToFloat(p + offsetof(BlockQ4_K, dmin));
   w.p = p;
 }
-
-struct Acc1 {
-  __m256 v;
-};
 
 // acc += d_w*d_a * sumi - dmin_w*d_a * (mins · bsums)
 KILN_X86_INLINE void FinishKBlock(const KW& w, const uint8_t* a, __m256i sumi, Acc1& acc) {
