@@ -174,6 +174,11 @@ int32_t Sampler::DrawFrom(size_t keep, double u) {
     acc += candidates_[i].p;
     if (r < acc) return candidates_[i].id;
   }
+  // r rounded up to the total (u within an ulp of 1): the last token that has probability,
+  // never a masked (p = 0) one.
+  for (size_t i = keep; i-- > 0;) {
+    if (candidates_[i].p > 0) return candidates_[i].id;
+  }
   return candidates_[keep - 1].id;
 }
 
