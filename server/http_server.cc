@@ -276,7 +276,11 @@ void HttpServer::Impl::RespondOnce(const httplib::Request& req, httplib::Respons
     for (ChoiceResult& c : choices) {
       ToolCallParser parser(/*tools_active=*/true);
       parser.Feed(c.text);
-      if (parser.IsToolCall()) c.tool_calls = parser.calls();
+      if (parser.in_envelope()) {  // as the stream would have sent it (tools.h)
+        c.tool_answer = true;
+        c.tool_calls = parser.calls();
+        c.tool_calls_complete = parser.IsToolCall();
+      }
     }
   }
   SendJson(res, 200, CompletionBody(meta, choices, usage, p.sampling.logprobs));

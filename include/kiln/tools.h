@@ -82,9 +82,12 @@ struct ToolCallDelta {
 };
 
 // Splits one choice's generated text into content and tool calls, incrementally. Feed() the
-// text deltas as they arrive; it returns what to send now. After the last delta, Finish() says
-// whether the text was a complete envelope (then the choice's message has tool_calls, content
-// null, finish_reason "tool_calls") or text (content). Not thread-safe; one per choice.
+// text deltas as they arrive; it returns what to send now. After the last delta the answer is
+// a tool-call answer iff in_envelope(): message.content null and message.tool_calls = calls()
+// (those opened so far; a call cut short by max_tokens keeps the arguments generated, as a
+// stream would have sent them); finish_reason "tool_calls" iff IsToolCall(), else the engine's
+// ("length"). Otherwise the text is content. Streamed and whole responses agree by
+// construction. Not thread-safe; one per choice.
 class ToolCallParser {
  public:
   explicit ToolCallParser(bool tools_active) : active_(tools_active) {}

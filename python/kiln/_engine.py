@@ -129,14 +129,16 @@ class _Request:
         choices = []
         for i in range(self.n):
             raw = self.texts.get(i, b"")
-            calls = []
+            calls, reason = None, self.reasons.get(i, "stop")
             if self.tools:
                 parser = _core.ToolCallParser(True)
                 parser.feed(raw)
-                if parser.is_tool_call():
+                if parser.in_envelope():  # as the stream would have sent it (kiln/tools.h)
                     calls = parser.calls()
+                    if parser.is_tool_call():
+                        reason = "tool_calls"
             choices.append((raw.decode("utf-8", errors="replace"), self.entries.get(i, []),
-                            self.reasons.get(i, "stop"), calls))
+                            reason, calls))
         return _types.completion(self.meta, choices, self.usage, self.want_logprobs)
 
 

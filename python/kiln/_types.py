@@ -109,19 +109,22 @@ def legacy_logprobs(entries, text_offset):
 
 
 def completion(meta, choices, usage, want_logprobs):
-    """choices: list of (text, logprob entries, kiln finish reason, tool calls); tool calls are
-    (id, name, arguments) tuples: then content is None and finish_reason "tool_calls"."""
+    """choices: list of (text, logprob entries, kiln finish reason, tool calls); tool calls None
+    for a text answer, else a list of (id, name, arguments) tuples (maybe empty or cut short):
+    then content is None; the reason is "tool_calls" when the envelope was complete."""
     out = []
     for i, (text, entries, reason, calls) in enumerate(choices):
         if meta["chat"]:
             c = {"index": i, "message": {"role": "assistant", "content": text},
                  "finish_reason": openai_finish_reason(reason),
                  "logprobs": chat_logprobs(entries) if want_logprobs else None}
-            if calls:
+            if calls is not None:
                 c["message"]["content"] = None
+            if calls:
                 c["message"]["tool_calls"] = [
                     {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
                     for cid, name, args in calls]
+            if reason == "tool_calls":
                 c["finish_reason"] = "tool_calls"
         else:
             c = {"index": i, "text": text, "finish_reason": openai_finish_reason(reason),

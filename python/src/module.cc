@@ -357,6 +357,7 @@ void BindRequestTypes(nb::module_& m) {
              return nb::make_tuple(nb::bytes(o.content.data(), o.content.size()), calls);
            })
       .def("is_tool_call", &ToolCallParser::IsToolCall)
+      .def("in_envelope", &ToolCallParser::in_envelope)
       .def("calls", [](const ToolCallParser& p) {
         nb::list out;
         for (const ToolCall& c : p.calls()) out.append(nb::make_tuple(c.id, c.name, c.arguments));

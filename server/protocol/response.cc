@@ -101,6 +101,7 @@ json CompletionBody(const ResponseMeta& meta, const std::vector<ChoiceResult>& c
     json choice{{"index", i}};
     if (meta.endpoint == Endpoint::kChat) {
       choice["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+      if (c.tool_answer) choice["message"]["content"] = nullptr;
       if (!c.tool_calls.empty()) {
         json calls = json::array();
         for (const ToolCall& t : c.tool_calls) {
@@ -116,7 +117,7 @@ json CompletionBody(const ResponseMeta& meta, const std::vector<ChoiceResult>& c
       choice["text"] = c.text;
       choice["logprobs"] = want_logprobs ? LegacyLogprobs(c.logprobs, 0) : json(nullptr);
     }
-    choice["finish_reason"] = openai::FinishReason(c.finish_reason, !c.tool_calls.empty());
+    choice["finish_reason"] = openai::FinishReason(c.finish_reason, c.tool_calls_complete);
     out.push_back(std::move(choice));
   }
   body["choices"] = std::move(out);

@@ -26,7 +26,10 @@ struct ChoiceResult {
   std::string text;
   std::vector<LogprobEntry> logprobs;
   std::string finish_reason;
-  // Non-empty: the choice is a tool call (message.tool_calls, content null, "tool_calls").
+  // A tool-call answer (ToolCallParser::in_envelope()): content null, tool_calls (when
+  // non-empty) = the calls opened; finish_reason "tool_calls" iff tool_calls_complete.
+  bool tool_answer = false;
+  bool tool_calls_complete = false;
   std::vector<ToolCall> tool_calls;
 };
 

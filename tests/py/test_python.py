@@ -323,6 +323,20 @@ def test_response_format_json_schema(engine):
         assert obj.choices[0].message.content.startswith("{")
 
 
+def test_tool_envelope_cut_by_max_tokens_same_stream_and_not(engine):
+    # Cut short: content None and the calls opened so far, "length" — as the stream sent it.
+    kw = dict(messages=ASK, tools=TOOLS, tool_choice="required", temperature=0, max_tokens=24)
+    r = engine.chat.completions.create(**kw)
+    choice = r.choices[0]
+    assert choice.finish_reason == "length" and choice.message.content is None
+    want = [(c.function.name, c.function.arguments) for c in choice.message.tool_calls or []]
+    assert want, "24 tokens open the first call's arguments"
+    chunks = list(engine.chat.completions.create(**kw, stream=True))
+    assert _reassemble(chunks) == want
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and
+            c.choices[0].finish_reason] == ["length"]
+
+
 def test_tool_calls_stream_and_round_trip(engine):
     import json
     jsonschema = pytest.importorskip("jsonschema")

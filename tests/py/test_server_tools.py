@@ -265,6 +265,26 @@ def test_streamed_tool_calls_reassemble(srv):
                in ("", None) for c in chunks if c["choices"])
 
 
+@pytest.mark.parametrize("max_tokens", [6, 24])
+def test_envelope_cut_by_max_tokens_same_stream_and_not(srv, max_tokens):
+    # An envelope cut short: a tool-call answer either way (content null), the calls opened so
+    # far with the arguments generated, finish_reason "length" — what the stream already sent.
+    fields = dict(messages=ASK, tools=TOOLS, tool_choice="required", temperature=0,
+                  max_tokens=max_tokens)
+    choice = chat_ok(srv, **fields)["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert choice["message"]["content"] is None
+    want = choice["message"].get("tool_calls") or []
+    chunks = chat_stream(srv, **fields)
+    got = reassemble(chunks)
+    assert [(c["function"]["name"], c["function"]["arguments"]) for c in got] == \
+        [(c["function"]["name"], c["function"]["arguments"]) for c in want]
+    reasons = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert [r for r in reasons if r] == ["length"]
+    if max_tokens == 24:
+        assert want, "24 tokens open the first call's arguments"
+
+
 def test_round_trip_with_openai_client(client, srv):
     first = client.chat.completions.create(model=srv.model_id, messages=ASK, tools=TOOLS,
                                            tool_choice="required", temperature=0, max_tokens=200)
