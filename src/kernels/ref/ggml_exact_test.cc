@@ -6,7 +6,6 @@
 // $KILN_DEPS, ./.deps, /work/main/.deps); missing with KILN_REQUIRE_ORACLES=1: failure.
 // tools/oracle/ggml_ops.py is the same oracle from Python.
 #include <dlfcn.h>
-#include <glob.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "kernels/ggml_exact.h"
+#include "kernels/ref/ggml_oracle_lib.h"
 
 namespace kiln::kernels::ggml {
 namespace {
@@ -46,28 +46,8 @@ struct Api {
   int (*compute)(void*, void*, int) = nullptr;
 };
 
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
-
-std::string FindBaseLib() {
-  if (!Env("KILN_GGML_BASE_LIB").empty()) return Env("KILN_GGML_BASE_LIB");
-  std::vector<std::string> roots;
-  if (!Env("KILN_DEPS").empty()) roots.push_back(Env("KILN_DEPS"));
-  roots.push_back(".deps");
-  roots.push_back("/work/main/.deps");
-  for (const std::string& root : roots) {
-    const std::string pattern =
-        root + "/node/node_modules/@node-llama-cpp/linux-x64/bins/*/libggml-base.so";
-    glob_t g;
-    const bool found = glob(pattern.c_str(), 0, nullptr, &g) == 0 && g.gl_pathc > 0;
-    std::string path = found ? g.gl_pathv[0] : "";
-    globfree(&g);
-    if (found) return path;
-  }
-  return "";
-}
+using test::Env;
+const auto FindBaseLib = test::FindGgmlBaseLib;
 
 bool HasAvx512Build() {
   __builtin_cpu_init();

@@ -7,7 +7,6 @@
 // /work/main/.deps/… (bins/*/libggml-base.so). Not found: the tests skip, or fail when
 // KILN_REQUIRE_ORACLES=1. KILN_QUANT_VERBOSE=1 prints the per-type comparison counts.
 #include <dlfcn.h>
-#include <glob.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 
 #include "kernels/kernel_table.h"
 #include "kernels/quant.h"
+#include "kernels/ref/ggml_oracle_lib.h"
 #include "tensor/dtype.h"
 #include "tensor/fp16.h"
 
@@ -89,30 +89,8 @@ std::string BestSimdVariant() {
   return "";
 }
 
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
-
-std::string FindBaseLib() {
-  if (!Env("KILN_GGML_BASE_LIB").empty()) return Env("KILN_GGML_BASE_LIB");
-  std::vector<std::string> roots;
-  if (!Env("KILN_DEPS").empty()) roots.push_back(Env("KILN_DEPS"));
-  roots.push_back(".deps");
-  roots.push_back("/work/main/.deps");
-  for (const std::string& root : roots) {
-    const std::string pattern =
-        root + "/node/node_modules/@node-llama-cpp/linux-x64/bins/*/libggml-base.so";
-    glob_t g;
-    if (glob(pattern.c_str(), 0, nullptr, &g) == 0 && g.gl_pathc > 0) {
-      std::string path = g.gl_pathv[0];
-      globfree(&g);
-      return path;
-    }
-    globfree(&g);
-  }
-  return "";
-}
+using test::Env;
+const auto FindBaseLib = test::FindGgmlBaseLib;
 
 const DType kQuantTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
                              DType::kQ8_0, DType::kQ8_1, DType::kQ4_K, DType::kQ5_K,
