@@ -112,9 +112,12 @@ class Tmux:
                    if line == ">" or line.startswith("> "))
 
     def exit_status(self) -> str:
-        """"DEAD STATUS" of the pane (remain-on-exit keeps a finished pane)."""
+        """"<dead> <exit status>" of the pane (remain-on-exit keeps a finished pane); a death by
+        signal shows as "1 signal N". tmux marks the pane dead when the pty closes, which can come
+        before it reaps the child, so "1" alone means "exited, status not known yet"."""
         return subprocess.run(["tmux", "-L", self.sock, "display-message", "-p", "-t", "chat",
-                               "#{pane_dead} #{pane_dead_status}"],
+                               "#{pane_dead} #{pane_dead_status}#{?pane_dead_signal,signal ,}"
+                               "#{pane_dead_signal}"],
                               capture_output=True, text=True, check=True).stdout.strip()
 
     def submit(self, text: str, what: str, timeout: float = 300) -> str:
@@ -189,7 +192,7 @@ def test_chat_tmux(tmp_path):
         assert "(conversation cleared)" in pane
         t.type_line("/exit")
         deadline = time.time() + 60
-        while not t.exit_status().startswith("1") and time.time() < deadline:
+        while len(t.exit_status().split()) < 2 and time.time() < deadline:
             time.sleep(0.2)
         assert t.exit_status() == "1 0", (t.exit_status(), (tmp_path / "stderr.txt").read_text())
         assert (tmp_path / ".cache" / "kiln" / "chat_history").read_text().count("/stats") >= 2
