@@ -73,7 +73,9 @@ class Server:
             cmd = [args.llama_python, "-m", "llama_cpp.server", "--model", args.model,
                    "--host", "127.0.0.1", "--port", str(self.port),
                    "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads),
-                   "--n_ctx", str(n_ctx), "--n_batch", "512", "--verbose", "False"]
+                   "--n_ctx", str(n_ctx), "--n_batch", "512", "--verbose", "False",
+                   # Its default lets a new request cut off the one being served; queue instead.
+                   "--interrupt_requests", "False"]
         self.log = open(f"/tmp/serving_bench_{kind}_{self.port}.log", "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 180

@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -59,14 +60,25 @@ int Serve(ServeFlags f) {
   // The listen line is on stdout so scripts (and the tests) can read the port.
   std::printf("listening on http://%s:%d\n", f.http.host.c_str(), http.port());
   std::fflush(stdout);
+  // First SIGINT/SIGTERM: graceful stop (docs/server.md); a second one exits at once.
+  std::atomic<bool> served{false};
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    std::fprintf(stderr, "kiln serve: signal %d, shutting down\n", sig);
-    http.Stop();
+    for (int n_signals = 0;; ++n_signals) {
+      int sig = 0;
+      sigwait(&stop_signals, &sig);
+      if (served.load()) return;
+      if (n_signals > 0) {
+        std::fprintf(stderr, "kiln serve: signal %d again, exiting now\n", sig);
+        std::_Exit(128 + sig);
+      }
+      std::fprintf(stderr, "kiln serve: signal %d, shutting down (grace %d s)\n", sig,
+                   f.http.shutdown_grace_s);
+      http.Stop();
+    }
   });
   http.Run();
   // Run() also returns when the socket fails; wake the waiter so it can be joined.
+  served.store(true);
   pthread_kill(waiter.native_handle(), SIGTERM);
   waiter.join();
   return 0;
@@ -87,6 +99,10 @@ void AddServeCommand(CLI::App& app, Handler* handler) {
   cmd->add_option("--max-context", f->engine.max_context, "tokens per sequence (0 = preset)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("-t,--threads", f->engine.n_threads, "threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--prefill-chunk", f->engine.prefill_chunk,
+                  "prompt tokens per engine step, shared by the prompts being prefilled; running "
+                  "streams decode between chunks (0 = preset: 256 local, 512 interactive/server)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--cors", f->http.cors, "allow cross-origin requests (Access-Control-Allow-Origin: *)");
   cmd->add_option("--served-model-name", f->http.model_id, "model id in /v1/models (default: file name)");
   cmd->add_option("--max-concurrent", f->http.max_concurrent, "generation requests in flight; more get 429")
@@ -95,6 +111,18 @@ void AddServeCommand(CLI::App& app, Handler* handler) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--request-timeout", f->http.request_timeout_s, "seconds before a request is cancelled")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--read-timeout", f->http.read_timeout_s,
+                  "seconds to receive a whole request (line, headers, body); then 408 (default 10)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--idle-timeout", f->http.idle_timeout_s,
+                  "seconds a keep-alive connection may wait for its next request (default 5)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-connections", f->http.max_connections,
+                  "open connections; more get 503 (default max-concurrent + 16)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--shutdown-grace", f->http.shutdown_grace_s,
+                  "on SIGTERM/SIGINT, seconds in-flight requests may finish (default 3)")
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([f, handler] { *handler = [f] { return Serve(*f); }; });
 }
 

@@ -9,7 +9,8 @@ cd "$ROOT"
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git curl
   libgtest-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libcurl4-openssl-dev
   libbenchmark-dev libcpp-httplib-dev libedit-dev
-  ccache clang-14 libclang-rt-14-dev chromium tmux)
+  ccache clang-14 libclang-rt-14-dev chromium tmux
+  g++-aarch64-linux-gnu qemu-user-static googletest)  # scripts/test_arm.sh
 # PyPI pins: the oracles and fixture tools (torch/transformers only for tools/gen_tiny_models.py,
 # not installed here: the fixtures they write are committed).
 PIP_PACKAGES=(numpy==2.4.6 gguf==0.19.0 jinja2==3.1.6 pytest==9.2.0 tokenizers==0.23.3

@@ -28,6 +28,7 @@ step "build asan"; scripts/build.sh asan
 step "unit + golden tests (ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$(nproc)" -LE slow
+step "ARM (cross-compiled, qemu)"; scripts/test_arm.sh
 step "libFuzzer, bounded (grammar, JSON Schema, request parser; clang-14 + ASan/UBSan)"
 scripts/fuzz.sh 60
 echo; echo "test.sh: all passed"

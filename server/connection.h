@@ -1,9 +1,19 @@
-// The TCP socket behind an HTTP request, to notice a client that hung up while a
-// non-streaming answer is being generated (cpp-httplib 0.11 does not give handlers the socket;
-// streaming responses notice through failed writes instead).
+// The TCP connections behind HTTP requests. cpp-httplib 0.11 neither gives handlers their socket
+// nor bounds how long a client may take to send a request (its read timeout is per read, so a
+// client sending a byte a second holds a worker forever), so this file finds the sockets among
+// the process's descriptors and enforces the deadlines itself.
 #pragma once
 
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 
 namespace kiln::server {
 
@@ -14,5 +24,75 @@ int FindConnectionSocket(const std::string& remote_addr, int remote_port, int lo
 
 // True when the peer closed or reset the connection (FIN/RST seen), without reading data.
 bool PeerHungUp(int fd);
+
+// The listening socket bound to local_port (and its inode), or -1.
+int FindListeningSocket(int local_port, ino_t* ino);
+// Stops new connections at once: shutting a listening socket down makes a blocked accept()
+// fail, so cpp-httplib's listen loop closes the socket and ends (Server::stop() would also end
+// every streaming response mid-way, which a graceful shutdown must not do). False when fd is
+// no longer that socket.
+bool ShutDownListeningSocket(int fd, ino_t ino);
+
+struct ConnectionLimits {
+  int local_port = 0;        // the server's port: its accepted sockets are the connections
+  int read_timeout_s = 10;   // whole request (line + headers + body) from its first byte
+  int idle_timeout_s = 5;    // keep-alive wait for the next request
+};
+
+// Watches every accepted connection of one server (a thread scanning the process's sockets
+// every kScanInterval) and closes those that break a deadline:
+//  - reading a request (bytes arrived since the last response, handler not started) for longer
+//    than read_timeout_s → a 408 response, then the connection is shut down;
+//  - idle (no request bytes since the last response or the accept) for longer than
+//    idle_timeout_s + 1 s (cpp-httplib's own keep-alive limit is idle_timeout_s; this catches a
+//    request trickled in before the previous response was logged);
+//  - while draining (shutdown): every connection not in a handler at once, all of them after
+//    the hard deadline.
+// A connection is "in a handler" between Busy() and Done() for its peer address. Thread-safe.
+class ConnectionWatchdog {
+ public:
+  explicit ConnectionWatchdog(ConnectionLimits limits);
+  ~ConnectionWatchdog();  // stops and joins the thread
+  ConnectionWatchdog(const ConnectionWatchdog&) = delete;
+  ConnectionWatchdog& operator=(const ConnectionWatchdog&) = delete;
+
+  void Start(int local_port);  // after the port is known (bind); starts the thread
+  // A handler started on the request of peer addr:port (its body has been read).
+  void Busy(const std::string& addr, int port);
+  // The response to peer addr:port was written; the connection waits for its next request.
+  void Done(const std::string& addr, int port);
+  // Shutdown: closes idle and half-read connections now, every connection after hard_deadline.
+  void Drain(std::chrono::steady_clock::time_point hard_deadline);
+
+  int64_t read_timeouts() const { return read_timeouts_.load(); }
+  int64_t idle_closed() const { return idle_closed_.load(); }
+  int64_t open_connections() const { return open_.load(); }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Conn {
+    ino_t ino = 0;             // the socket's inode: identity while it lives (0: not scanned yet)
+    int fd = -1;               // cpp-httplib's descriptor when last scanned
+    Clock::time_point since;   // accept (first seen) or the last response
+    bool busy = false;
+    bool killed = false;
+    bool baseline_known = false;  // bytes_baseline is valid
+    uint64_t bytes_baseline = 0;  // bytes received up to `since`
+    bool reading = false;         // request bytes arrived after `since`
+    Clock::time_point reading_since;
+  };
+  void Run();
+  void Scan();
+
+  ConnectionLimits limits_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool draining_ = false;
+  Clock::time_point hard_deadline_;
+  std::map<std::string, Conn> conns_;  // by peer "addr port"
+  std::atomic<int64_t> read_timeouts_{0}, idle_closed_{0}, open_{0};
+  std::thread thread_;
+};
 
 }  // namespace kiln::server

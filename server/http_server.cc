@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <mutex>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "connection.h"
@@ -25,6 +26,46 @@ constexpr auto kPollInterval = 100ms;
 constexpr auto kKeepAliveInterval = 2s;   // SSE comment when idle, also detects gone clients
 constexpr int kMaxJsonDepth = 64;
 constexpr int kMaxTokenizeIds = 1 << 20;
+constexpr int kRejectThreads = 2;           // answer connections over the limit with 503
+
+// Set on the HTTP threads that serve connections over max_connections: every request on them
+// is answered 503 and the connection closed.
+thread_local bool t_over_capacity = false;
+
+// cpp-httplib's task queue: one worker thread per connection up to max_connections (so an
+// accepted connection never waits in a queue), the rest go to a small pool that answers 503.
+class ConnectionQueue final : public httplib::TaskQueue {
+ public:
+  ConnectionQueue(int max_connections, std::atomic<int64_t>* rejected)
+      : max_(max_connections), rejected_(rejected), workers_(max_connections),
+        rejects_(kRejectThreads) {}
+  void enqueue(std::function<void()> fn) override {
+    if (active_.load() >= max_) {
+      ++*rejected_;
+      rejects_.enqueue([fn = std::move(fn)] {
+        t_over_capacity = true;
+        fn();
+        t_over_capacity = false;
+      });
+      return;
+    }
+    ++active_;
+    workers_.enqueue([this, fn = std::move(fn)] {
+      fn();
+      --active_;
+    });
+  }
+  void shutdown() override {
+    workers_.shutdown();
+    rejects_.shutdown();
+  }
+
+ private:
+  const int64_t max_;
+  std::atomic<int64_t>* rejected_;
+  std::atomic<int64_t> active_{0};
+  httplib::ThreadPool workers_, rejects_;
+};
 
 int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -45,6 +86,11 @@ void SendJson(httplib::Response& res, int status, const json& body) {
 
 void SendError(httplib::Response& res, const ApiError& error) {
   SendJson(res, error.http_status, ErrorBody(error));
+}
+
+ApiError ShutdownError() {
+  return ApiError{.http_status = 503, .message = "the server is shutting down; retry elsewhere",
+                  .type = "server_error", .code = "server_shutdown"};
 }
 
 // Decrements the in-flight count when the request's last owner lets go.
@@ -138,12 +184,31 @@ struct HttpServer::Impl {
   httplib::Server svr;
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> disconnects{0};
+  std::atomic<int64_t> rejected_connections{0};
   std::mutex counters_mu;
   std::map<int, int64_t> responses_by_status;
+  ConnectionWatchdog watchdog;
+  // Shutdown (Stop): draining from the first call; in-flight requests are cancelled after
+  // grace_deadline.
+  std::atomic<bool> stop_started{false};
+  std::atomic<bool> draining{false};        // set after grace_deadline
+  std::atomic<Clock::rep> grace_deadline{0};
+  std::atomic<int> run_state{0};  // 0 Run() not entered, 1 running, 2 returned
+  std::atomic<bool> listen_stopped{false};
+  int listen_fd = -1;  // cpp-httplib's listening socket (found after Bind)
+  ino_t listen_ino = 0;
 
-  Impl(ServingEngine& e, ServerOptions o) : engine(e), opt(std::move(o)) {}
+  Impl(ServingEngine& e, ServerOptions o)
+      : engine(e), opt(std::move(o)),
+        watchdog({.read_timeout_s = opt.read_timeout_s, .idle_timeout_s = opt.idle_timeout_s}) {}
 
-  void Setup();
+  // Draining and past the grace period: in-flight requests must end now.
+  bool PastGrace() const {
+    return draining.load() && Clock::now().time_since_epoch().count() >= grace_deadline.load();
+  }
+
+  void Setup();      // options, limits, error shapes, auth, connection handling
+  void AddRoutes();  // the endpoints
   bool Authorized(const httplib::Request& req) const;
   std::optional<ApiError> CheckModel(const std::string& model) const;
   std::optional<ApiError> CheckContext(const CompletionRequest& r) const;
@@ -197,6 +262,7 @@ std::optional<ApiError> HttpServer::Impl::CheckContext(const CompletionRequest& 
 
 void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Response& res,
                                       Endpoint endpoint) {
+  watchdog.Busy(req.remote_addr, req.remote_port);  // the request is read; no read deadline
   auto guard = std::make_unique<InFlight>(&in_flight);
   if (in_flight.load() > opt.max_concurrent) {
     res.set_header("Retry-After", "1");
@@ -256,6 +322,11 @@ void HttpServer::Impl::RespondOnce(const httplib::Request& req, httplib::Respons
                                      .message = "the request timed out and was cancelled",
                                      .type = "server_error", .code = "timeout"});
     }
+    if (PastGrace()) {
+      stream->Cancel();
+      res.set_header("Connection", "close");
+      return SendError(res, ShutdownError());
+    }
     if (!ev) continue;
     if (ev->choice >= 0 && ev->choice < n) {
       ChoiceResult& c = choices[ev->choice];
@@ -304,10 +375,14 @@ void HttpServer::Impl::RespondStream(httplib::Response& res,
   st->last_write = Clock::now();
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  auto provider = [st](size_t /*offset*/, httplib::DataSink& sink) -> bool {
+  auto provider = [this, st](size_t /*offset*/, httplib::DataSink& sink) -> bool {
     std::string out;
     if (!st->started) {
       out = st->Start();
+    } else if (PastGrace()) {  // shutdown: the stream's final event
+      st->stream->Cancel();
+      out = SseData(ErrorBody(ShutdownError())) + "data: [DONE]\n\n";
+      st->finished = true;
     } else if (Clock::now() > st->deadline) {
       st->stream->Cancel();
       out = SseData(ErrorBody({.http_status = 503, .message = "the request timed out",
@@ -343,6 +418,7 @@ void HttpServer::Impl::RespondStream(httplib::Response& res,
 }
 
 void HttpServer::Impl::HandleTokenize(const httplib::Request& req, httplib::Response& res) {
+  watchdog.Busy(req.remote_addr, req.remote_port);
   json j;
   if (auto err = ParseJsonBody(req.body, kMaxJsonDepth, &j)) return SendError(res, *err);
   if (!j.is_object()) return SendError(res, {.message = "request body must be a JSON object"});
@@ -386,6 +462,7 @@ void HttpServer::Impl::HandleTokenize(const httplib::Request& req, httplib::Resp
 }
 
 void HttpServer::Impl::HandleDetokenize(const httplib::Request& req, httplib::Response& res) {
+  watchdog.Busy(req.remote_addr, req.remote_port);
   json j;
   if (auto err = ParseJsonBody(req.body, kMaxJsonDepth, &j)) return SendError(res, *err);
   if (!j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) {
@@ -412,11 +489,20 @@ void HttpServer::Impl::Setup() {
   limits.n_vocab = engine.Info().n_vocab;
   limits.max_n = opt.max_n;
   svr.set_payload_max_length(opt.max_body_bytes);
-  svr.set_read_timeout(opt.read_timeout_s, 0);
+  // Per read; the watchdog's deadline on the whole request comes first (a clean 408).
+  svr.set_read_timeout(opt.read_timeout_s + 1, 0);
   svr.set_write_timeout(opt.write_timeout_s, 0);
+  svr.set_keep_alive_timeout(opt.idle_timeout_s);
   svr.set_keep_alive_max_count(100);
-  int threads = opt.http_threads > 0 ? opt.http_threads : opt.max_concurrent + 16;
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  const int max_connections =
+      opt.max_connections > 0 ? opt.max_connections : opt.max_concurrent + 16;
+  svr.new_task_queue = [this, max_connections] {
+    return new ConnectionQueue(max_connections, &rejected_connections);
+  };
+  // After each response is written (streams included): the connection is idle again.
+  svr.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+    watchdog.Done(req.remote_addr, req.remote_port);
+  });
   if (opt.cors) {
     svr.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
     svr.Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) {
@@ -427,6 +513,19 @@ void HttpServer::Impl::Setup() {
     });
   }
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (t_over_capacity || draining.load()) {
+      res.set_header("Connection", "close");
+      if (draining.load()) {
+        SendError(res, ShutdownError());
+      } else {
+        res.set_header("Retry-After", "1");
+        SendError(res, ApiError{.http_status = 503,
+                                .message = "the server is at its limit of open connections; "
+                                           "retry shortly",
+                                .type = "server_error", .code = "too_many_connections"});
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    }
     bool protected_path = req.path.starts_with("/v1/") || req.path == "/tokenize" ||
                           req.path == "/detokenize";
     if (req.method != "OPTIONS" && protected_path && !Authorized(req)) {
@@ -457,7 +556,10 @@ void HttpServer::Impl::Setup() {
     SendError(res, ApiError{.http_status = 500, .message = "internal error",
                             .type = "server_error"});
   });
+  AddRoutes();
+}
 
+void HttpServer::Impl::AddRoutes() {
   svr.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     HandleGenerate(req, res, Endpoint::kChat);
   });
@@ -482,6 +584,9 @@ void HttpServer::Impl::Setup() {
     }
     http.in_flight = in_flight.load();
     http.client_disconnects = disconnects.load();
+    http.connections_open = watchdog.open_connections();
+    http.connections_rejected = rejected_connections.load();
+    http.read_timeouts = watchdog.read_timeouts();
     res.set_content(PrometheusText(engine.Metrics(), http), "text/plain; version=0.0.4");
   });
   svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
@@ -524,13 +629,35 @@ Status HttpServer::Bind() {
     }
     port_ = impl_->opt.port;
   }
+  impl_->watchdog.Start(port_);
+  impl_->listen_fd = FindListeningSocket(port_, &impl_->listen_ino);
   return Status::Ok();
 }
 
-void HttpServer::Run() { impl_->svr.listen_after_bind(); }
+void HttpServer::Run() {
+  impl_->run_state.store(1);
+  if (!impl_->draining.load()) impl_->svr.listen_after_bind();
+  impl_->run_state.store(2);
+}
 
 void HttpServer::Stop() {
-  if (impl_->svr.is_running()) impl_->svr.stop();
+  Impl& m = *impl_;
+  if (!m.stop_started.exchange(true)) {
+    const Clock::time_point grace = Clock::now() + std::chrono::seconds(m.opt.shutdown_grace_s);
+    m.grace_deadline.store(grace.time_since_epoch().count());
+    m.draining.store(true);
+    m.watchdog.Drain(grace + 1s);  // then every connection is closed, blocked writes included
+  }
+  if (m.listen_stopped.exchange(true)) return;
+  // Refuse new connections now; the listen loop then ends and waits for the HTTP threads,
+  // which end as the in-flight requests do (see PastGrace) or the watchdog closes them.
+  if (m.listen_fd >= 0 && ShutDownListeningSocket(m.listen_fd, m.listen_ino)) return;
+  // Fallback (socket not found): cpp-httplib's stop, which also cuts streams short. Run() may
+  // be between its check of `draining` and the listen loop: wait for it.
+  for (int i = 0; i < 1000 && m.run_state.load() == 1 && !m.svr.is_running(); ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  if (m.svr.is_running()) m.svr.stop();
 }
 
 }  // namespace kiln::server

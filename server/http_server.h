@@ -22,9 +22,14 @@ struct ServerOptions {
   std::vector<std::string> model_aliases; // other names requests may use (e.g. the -m argument)
   size_t max_body_bytes = 8 << 20;        // larger bodies → 413
   int max_concurrent = 128;               // generation requests in flight; more → 429
-  int http_threads = 0;                   // 0 → max_concurrent + 16
-  int read_timeout_s = 30, write_timeout_s = 30;
+  int max_connections = 0;                // open connections (one HTTP thread each); more get
+                                          // 503 at once; 0 → max_concurrent + 16
+  int read_timeout_s = 10;                // whole request (line + headers + body) from its
+                                          // first byte; then 408 and closed
+  int idle_timeout_s = 5;                 // keep-alive connection idle between requests
+  int write_timeout_s = 30;               // one blocked write to a client
   int request_timeout_s = 600;            // whole generation; then cancelled
+  int shutdown_grace_s = 3;               // Stop(): in-flight requests may finish this long
   int max_n = 16;
   int max_context = 0;                    // tokens per sequence (prompt + max_tokens); 0 → engine's
 };
@@ -42,7 +47,11 @@ class HttpServer {
   const std::string& model_id() const { return model_id_; }
   // Serves until Stop(). Blocking.
   void Run();
-  // Any thread; Run() returns soon after.
+  // Any thread. Stops accepting connections at once, answers new requests on open connections
+  // 503, closes idle ones, lets in-flight requests finish for shutdown_grace_s, then cancels
+  // them (a stream gets an error event with code "server_shutdown" and [DONE]; a non-streaming
+  // request a 503) and closes every connection a second later. Run() returns when the last
+  // HTTP thread is done, so within about shutdown_grace_s + 1.5 s.
   void Stop();
 
  private:

@@ -349,30 +349,138 @@ TEST_F(HttpServerTest, Limits) {
   EXPECT_EQ(ok->status, 200) << ok->body;
 }
 
-TEST_F(HttpServerTest, SlowClientReadTimeout) {
-  Start({.read_timeout_s = 1});
-  // Headers never finished (slowloris): the server closes the connection after the timeout.
+int Connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  std::string partial = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n";
-  ASSERT_EQ(send(fd, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
-  timeval tv{.tv_sec = 20, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  auto t0 = std::chrono::steady_clock::now();
-  char buf[256];
-  while (recv(fd, buf, sizeof buf, 0) > 0) {
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
   }
-  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  timeval tv{.tv_sec = 20, .tv_usec = 0};  // the test's own bound
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// Everything the server sends until it closes the connection (or the 20 s receive timeout).
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+TEST_F(HttpServerTest, SlowlorisGets408AfterTheReadTimeout) {
+  Start({.read_timeout_s = 1});
+  // Headers one byte every 50 ms: every read succeeds (cpp-httplib's per-read timeout never
+  // fires), but the whole request is not there after 1 s.
+  int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  const std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Padding: " +
+                           std::string(200, 'a');
+  auto t0 = std::chrono::steady_clock::now();
+  size_t sent = 0;
+  for (; sent < head.size() && SecondsSince(t0) < 5; ++sent) {
+    if (send(fd, &head[sent], 1, MSG_NOSIGNAL) != 1) break;  // closed by the server
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::string reply = ReadAll(fd);
+  double waited = SecondsSince(t0);
   close(fd);
-  // Closed by the server (cpp-httplib: keep-alive wait 5 s + read timeout), not by our 20 s.
-  EXPECT_LT(waited, 9.0);
-  auto health = client_->Get("/health");
-  ASSERT_TRUE(health);
-  EXPECT_EQ(health->status, 200);
+  EXPECT_LT(sent, head.size());  // the server stopped it before the headers were complete
+  EXPECT_GT(waited, 0.9);
+  EXPECT_LT(waited, 3.0);
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 408 ")) << reply;
+  EXPECT_NE(reply.find(R"("code":"request_timeout")"), std::string::npos) << reply;
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("kiln_http_request_read_timeouts_total 1\n"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, SlowBodyGets408AndAPromptRequestDoesNot) {
+  Start({.read_timeout_s = 1});
+  // Complete headers, then the body a byte every 50 ms.
+  int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     "application/json\r\nContent-Length: 100\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  auto t0 = std::chrono::steady_clock::now();
+  int sent = 0;
+  for (; sent < 100 && SecondsSince(t0) < 5; ++sent) {
+    if (send(fd, " ", 1, MSG_NOSIGNAL) != 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::string reply = ReadAll(fd);
+  close(fd);
+  EXPECT_LT(sent, 100);
+  EXPECT_LT(SecondsSince(t0), 3.0);
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 408 ")) << reply;
+  // A keep-alive client whose requests come promptly is not affected, however long it stays.
+  for (int i = 0; i < 4; ++i) {
+    auto r = Post("/v1/chat/completions", kChat);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  }
+}
+
+TEST_F(HttpServerTest, IdleConnectionIsClosed) {
+  Start({.idle_timeout_s = 1});
+  int fd = Connect(server_->port());
+  ASSERT_GE(fd, 0);
+  auto t0 = std::chrono::steady_clock::now();
+  std::string reply = ReadAll(fd);  // nothing sent: closed without a response
+  close(fd);
+  EXPECT_EQ(reply, "");
+  EXPECT_LT(SecondsSince(t0), 3.5);
+}
+
+TEST_F(HttpServerTest, ConnectionsOverTheLimitGet503) {
+  Start({.max_connections = 2});
+  int a = Connect(server_->port()), b = Connect(server_->port());
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // both hold a worker
+  auto over = client_->Get("/health");
+  ExpectError(over, 503);
+  EXPECT_EQ(json::parse(over->body)["error"]["code"], "too_many_connections");
+  close(a);
+  close(b);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto ok = client_->Get("/health");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("kiln_http_connections_rejected_total 1\n"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, StopEndsStreamsAfterTheGracePeriod) {
+  Start({.shutdown_grace_s = 1});
+  // A stream that would run for minutes (100000 tokens at 5 ms).
+  int fd = SendRaw(server_->port(), R"({"model":"fake","messages":[{"role":"user","content":"hi"}],
+                                       "max_tokens":100000,"stream":true})");
+  ASSERT_GE(fd, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto t0 = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_LT(Connect(server_->port()), 0);  // not accepting any more
+  std::string body = ReadAll(fd);
+  close(fd);
+  thread_.join();  // Run() returned
+  const double took = SecondsSince(t0);
+  EXPECT_GT(took, 0.9);  // the grace period
+  EXPECT_LT(took, 3.0);
+  EXPECT_NE(body.find(R"("code":"server_shutdown")"), std::string::npos) << body.substr(0, 300);
+  EXPECT_NE(body.find("data: [DONE]"), std::string::npos);
+  EXPECT_EQ(engine_.cancels.load(), 1);
 }
 
 TEST_F(HttpServerTest, RequestTimeoutCancels) {

@@ -78,6 +78,13 @@ std::string PrometheusText(const EngineMetrics& m, const HttpCounters& http) {
          http.in_flight);
   Metric(&out, "kiln_http_client_disconnects_total", "counter",
          "Requests cancelled because the client disconnected.", http.client_disconnects);
+  Metric(&out, "kiln_http_connections", "gauge", "Open client connections.",
+         http.connections_open);
+  Metric(&out, "kiln_http_connections_rejected_total", "counter",
+         "Connections over the limit, answered 503.", http.connections_rejected);
+  Metric(&out, "kiln_http_request_read_timeouts_total", "counter",
+         "Requests not fully received within the read timeout (408, connection closed).",
+         http.read_timeouts);
   out += "# HELP kiln_http_responses_total HTTP responses by status code.\n"
          "# TYPE kiln_http_responses_total counter\n";
   for (const auto& [status, count] : http.responses_by_status) {

@@ -51,6 +51,21 @@ struct MatMulOut {
   float* out = nullptr;
 };
 
+// The summation order of one query row of Attention where the backend computes like
+// llama.cpp (SetGgmlExact): llama.cpp evaluates a forward step of two or more tokens with
+// tinyBLAS matrix products (kBatched) and a step of one token with ggml_vec_dot (kSingle),
+// which round differently. A row's order is a property of the row (the engine gives prompt
+// rows of a prompt of >= 2 tokens kBatched, every other row kSingle), never of how rows were
+// grouped into calls, so a sequence's numbers do not depend on batching. Ignored otherwise.
+enum class RowOrder : uint8_t { kBatched = 0, kSingle = 1 };
+
+// One sequence of a ragged batch for Attention: batch rows [begin, end) and the sequence's
+// block table (KvView::block_ids; null: slot = position).
+struct AttentionSeq {
+  int64_t begin = 0, end = 0;
+  const int32_t* block_ids = nullptr;
+};
+
 // Attention over one sequence's cache for a block of query tokens.
 struct AttentionParams {
   int n_heads = 0;
@@ -61,6 +76,9 @@ struct AttentionParams {
   // f16 KV only: round q and the softmax probabilities to f16 like llama.cpp's CPU attention
   // (kernels::ref::AttentionHead); set for GGUF models, never for Hugging Face ones.
   bool round_qp_to_kv_dtype = false;
+  // [n_tokens] order of each query row; null: every row kBatched when n_tokens >= 2, else
+  // kSingle (the call is one llama.cpp step).
+  const RowOrder* row_orders = nullptr;
 };
 
 class Backend {
@@ -101,10 +119,20 @@ class Backend {
   // On: RmsNorm, GatedActivation(kSilu) and Attention over f16 KV compute exactly what
   // llama.cpp's CPU backend computes (kernels/ggml_exact.h), for GGUF models judged against it.
   virtual void SetGgmlExact(bool on) = 0;
+  // True when Attention's results depend on AttentionParams::row_orders (llama.cpp's
+  // numerics are on and active); the prefix cache then keys blocks by their rows' orders.
+  virtual bool UsesRowOrders() const = 0;
   // q [n_tokens, n_heads, head_dim] at positions[t]; K/V of every attended position (those
   // <= positions[t], within the window) must already be in `kv`. out [n_tokens, n_heads*head_dim].
   virtual void Attention(const float* q, int64_t n_tokens, const int32_t* positions,
                          const KvView& kv, const AttentionParams& p, float* out) = 0;
+  // Attention for every sequence of a ragged batch in one parallel pass (one dispatch per
+  // layer, not one per sequence): the rows of seqs[s] attend over kv with
+  // block_ids = seqs[s].block_ids. q, positions, out and p.row_orders index batch rows.
+  // Each row's result is what Attention computes for it alone.
+  virtual void AttentionBatch(const float* q, const int32_t* positions, const AttentionSeq* seqs,
+                              int n_seqs, const KvView& kv, const AttentionParams& p,
+                              float* out) = 0;
   // out = act(gate) * up, elementwise over n values; out may alias gate or up.
   virtual void GatedActivation(Activation act, const float* gate, const float* up, int64_t n,
                                float* out) = 0;

@@ -42,6 +42,29 @@ TEST(StatusDeathTest, CheckAborts) {
   EXPECT_DEATH(KILN_CHECK(1 == 2) << "values " << 3, "KILN_CHECK failed: 1 == 2 values 3");
 }
 
+// Many back-to-back jobs: every thread runs each job exactly once and sees the caller's
+// writes made before Run(); with and without spinning (the futex and the spin hand-offs).
+TEST(ThreadPoolTest, BackToBackJobsRunOncePerThread) {
+  for (int spin_us : {0, 5}) {
+    for (int n_threads : {2, 3}) {
+      ThreadPool pool(n_threads, spin_us);
+      std::vector<int64_t> per_thread(n_threads, 0);
+      int64_t published = 0;
+      constexpr int kJobs = 2000;
+      for (int j = 1; j <= kJobs; ++j) {
+        published = j;
+        pool.Run([&](int t) {
+          ASSERT_EQ(published, j);
+          per_thread[t] += j;
+        });
+        for (int t = 0; t < n_threads; ++t) {
+          ASSERT_EQ(per_thread[t], int64_t{j} * (j + 1) / 2) << "thread " << t << " job " << j;
+        }
+      }
+    }
+  }
+}
+
 TEST(ThreadPoolTest, ParallelForCoversRangeOnce) {
   for (int n_threads : {1, 2, 3}) {
     ThreadPool pool(n_threads);

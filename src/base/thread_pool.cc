@@ -1,22 +1,72 @@
 #include "base/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 
 #include "base/check.h"
 
 namespace kiln {
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Waits until a.load() != old: spins for up to spin_ns, then sleeps in the kernel.
+template <class T>
+T WaitChange(const std::atomic<T>& a, T old, int64_t spin_ns) {
+  T v = a.load(std::memory_order_acquire);
+  if (v != old || spin_ns <= 0) {
+    while (v == old) {
+      a.wait(old, std::memory_order_acquire);
+      v = a.load(std::memory_order_acquire);
+    }
+    return v;
+  }
+  const int64_t deadline = NowNs() + spin_ns;
+  for (int i = 1;; ++i) {
+    CpuRelax();
+    v = a.load(std::memory_order_acquire);
+    if (v != old) return v;
+    if (i % 64 == 0 && NowNs() > deadline) break;
+  }
+  while (v == old) {
+    a.wait(old, std::memory_order_acquire);
+    v = a.load(std::memory_order_acquire);
+  }
+  return v;
+}
+
+int64_t SpinBudgetNs() {
+  const char* env = std::getenv("KILN_SPIN_US");
+  if (env != nullptr && *env != '\0') return std::max(0L, std::atol(env)) * 1000;
+  return 0;
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads, int spin_us)
+    : n_threads_(n_threads), spin_ns_(spin_us >= 0 ? int64_t{spin_us} * 1000 : SpinBudgetNs()) {
   KILN_CHECK(n_threads >= 1) << "n_threads=" << n_threads;
   for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  start_cv_.notify_all();
+  stop_.store(true, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
@@ -25,35 +75,24 @@ void ThreadPool::Run(const std::function<void(int)>& fn) {
     fn(0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    n_pending_ = n_threads_ - 1;
-    ++generation_;
-  }
-  start_cv_.notify_all();
+  job_ = &fn;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);  // publishes job_ and pending_
+  generation_.notify_all();
   fn(0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [this] { return n_pending_ == 0; });
+  for (int32_t left = pending_.load(std::memory_order_acquire); left != 0;) {
+    left = WaitChange(pending_, left, spin_ns_);
+  }
   job_ = nullptr;
 }
 
 void ThreadPool::WorkerLoop(int thread_idx) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    const std::function<void(int)>* job;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-    }
-    (*job)(thread_idx);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--n_pending_ == 0) done_cv_.notify_one();
-    }
+    seen = WaitChange(generation_, seen, spin_ns_);
+    if (stop_.load(std::memory_order_relaxed)) return;
+    (*job_)(thread_idx);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
 }
 

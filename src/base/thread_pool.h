@@ -3,19 +3,26 @@
 // threads or split work by hand; they pass a range and a grain.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 namespace kiln {
 
 // Thread-safe for one caller at a time: Run() must not be called concurrently or re-entrantly.
+//
+// Hand-off: Run() publishes the job and bumps an atomic generation; workers sleep on it in a
+// futex wait (std::atomic::wait) and the caller waits for the last worker the same way: no
+// mutex, one wake-up per worker per job. KILN_SPIN_US=N makes a waiting thread spin up to N µs
+// first (helps only on an idle machine: on a busy one a spinning thread takes the core from
+// the thread it waits for; measured in docs/performance.md).
 class ThreadPool {
  public:
-  explicit ThreadPool(int n_threads);  // n_threads >= 1, including the caller
+  // n_threads >= 1, including the caller; spin_us < 0: KILN_SPIN_US (default 0).
+  explicit ThreadPool(int n_threads, int spin_us = -1);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -28,14 +35,12 @@ class ThreadPool {
   void WorkerLoop(int thread_idx);
 
   int n_threads_;
+  int64_t spin_ns_;
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable start_cv_;
-  std::condition_variable done_cv_;
-  const std::function<void(int)>* job_ = nullptr;
-  uint64_t generation_ = 0;
-  int n_pending_ = 0;
-  bool stop_ = false;
+  const std::function<void(int)>* job_ = nullptr;  // written before generation_ is bumped
+  std::atomic<uint32_t> generation_{0};
+  std::atomic<int32_t> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 // Splits [begin, end) into chunks of at least `grain` items, contiguous per thread (a fixed,

@@ -15,6 +15,7 @@ EngineLoop::~EngineLoop() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
+  scheduler_->Interrupt();  // a step in progress stops at its next layer
   cv_.notify_all();
   thread_.join();
 }

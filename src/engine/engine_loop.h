@@ -1,7 +1,8 @@
 // EngineLoop: the one engine thread. Front ends Submit() requests from any thread; the loop
 // drains them into the Scheduler and steps while there is work, then sleeps. Stats() returns
 // a snapshot taken after each step. Thread-safe (Submit, Stats); the destructor stops the
-// thread and ends every pending request with finish_reason "abort".
+// thread (interrupting a step in progress between layers) and ends every pending request with
+// finish_reason "abort".
 #pragma once
 
 #include <condition_variable>

@@ -21,8 +21,13 @@ Status Prefill(model::Model& m, model::Context& ctx, const std::vector<int32_t>&
   model::Batch batch;
   batch.rows.reserve(ids.size());
   const int32_t pos0 = ctx.n_past();
+  // Prompt rows in llama.cpp's order for a prompt (one batch), however Forward splits them;
+  // a one-token prompt as a decoded token (the serving engine's rule, Scheduler).
+  const backend::RowOrder order =
+      ids.size() >= 2 ? backend::RowOrder::kBatched : backend::RowOrder::kSingle;
   for (size_t i = 0; i < ids.size(); ++i) {
-    batch.Add(ids[i], pos0 + static_cast<int32_t>(i), 0, all_logits || i + 1 == ids.size());
+    batch.Add(ids[i], pos0 + static_cast<int32_t>(i), 0, all_logits || i + 1 == ids.size(),
+              order);
   }
   return m.Forward(batch, ctx, logits);
 }
@@ -105,8 +110,10 @@ StatusOr<GenerateOutput> Generate(LoadedModel& lm, model::Context& ctx,
       if (out.output_ids.size() == max_tokens) break;
     }
     step.Clear();
+    // Generated tokens (sampled or forced) in the order of a decoded token, as the engine.
     for (size_t i = 0; i < feed.size(); ++i) {
-      step.Add(feed[i], ctx.n_past() + static_cast<int32_t>(i), 0, i + 1 == feed.size());
+      step.Add(feed[i], ctx.n_past() + static_cast<int32_t>(i), 0, i + 1 == feed.size(),
+               backend::RowOrder::kSingle);
     }
     KILN_RETURN_IF_ERROR(lm.model->Forward(step, ctx, &logits));
   }

@@ -44,7 +44,8 @@ StatusOr<GenerateOutput> Generate(LoadedModel& lm, model::Context& ctx,
                                   const std::function<bool(std::string_view)>& on_text);
 
 // Prefills ids into ctx (from ctx.n_past()) in chunks of the model's max batch; logits of the
-// last row (or every row if all_logits) go to *logits.
+// last row (or every row if all_logits) go to *logits. The rows are a prompt's: RowOrder
+// kBatched (kSingle for one id), so the chunking does not change the numbers.
 Status Prefill(model::Model& m, model::Context& ctx, const std::vector<int32_t>& ids,
                bool all_logits, std::vector<float>* logits);
 

@@ -53,6 +53,9 @@ struct Scheduler::Seq {
   ReqState* req = nullptr;
   int32_t choice = 0;
   std::vector<int32_t> tokens;  // prompt + generated
+  // Prefix-cache numerics class of each token (see PrefixCache): the token's row order when
+  // the model's numbers depend on it, else 0.
+  std::vector<uint8_t> numerics;
   int32_t n_computed = 0;       // positions whose K/V are in the table
   kv::BlockTable table;
   sampling::Sampler sampler;
@@ -64,6 +67,19 @@ struct Scheduler::Seq {
   Clock::time_point last_token;
 
   explicit Seq(const sampling::SamplingParams& p) : sampler(p) {}
+  // The row order of position pos, from its role alone (never from batching): the prompt of
+  // a prompt of >= 2 tokens as llama.cpp computes a prompt (one batch), every other token as
+  // it computes a decoded token (alone). Chunking, cache hits and recompute keep the numbers.
+  backend::RowOrder OrderOf(int32_t pos) const {
+    const int32_t n_prompt = req->n_prompt;
+    return pos < n_prompt && n_prompt >= 2 ? backend::RowOrder::kBatched
+                                           : backend::RowOrder::kSingle;
+  }
+  void Append(int32_t id, bool row_orders) {
+    const int32_t pos = static_cast<int32_t>(tokens.size());
+    tokens.push_back(id);
+    numerics.push_back(row_orders ? static_cast<uint8_t>(OrderOf(pos)) : 0);
+  }
   int32_t Remaining() const { return static_cast<int32_t>(tokens.size()) - n_computed; }
 };
 
@@ -78,6 +94,7 @@ Scheduler::Scheduler(const SchedulerConfig& config, StepModel* model,
       << "bad scheduler config";
   stats_.kv_blocks_total = config.n_blocks;
   stats_.kv_block_tokens = config.block_tokens;
+  row_orders_ = model_->UsesRowOrders();
 }
 
 Scheduler::~Scheduler() { AbortAll(); }
@@ -106,7 +123,7 @@ void Scheduler::Add(Request request) {
   sampling::SamplingParams sp = rs->req.options.sampling;
   auto seq = std::make_unique<Seq>(sp);
   seq->req = rs.get();
-  seq->tokens = rs->req.prompt;
+  for (int32_t id : rs->req.prompt) seq->Append(id, row_orders_);
   seq->penalties.AddPrompt(rs->req.prompt);
   if (tok_) seq->detok = std::make_unique<tokenizer::Detokenizer>(tok_, rs->req.options.stop);
   EnqueueWaiting(seq.get());
@@ -146,7 +163,7 @@ bool Scheduler::EnsureBlocks(Seq& s, int32_t n_positions) {
 void Scheduler::CacheFullBlocks(const Seq& s) {
   if (!config_.prefix_cache) return;
   const int32_t n_full = s.n_computed / config_.block_tokens;
-  if (n_full > 0) cache_.Insert(s.tokens, s.table.blocks(), n_full);
+  if (n_full > 0) cache_.Insert(s.tokens, s.numerics, s.table.blocks(), n_full);
 }
 
 void Scheduler::Preempt(Seq& s) {
@@ -213,7 +230,8 @@ std::vector<Scheduler::Scheduled> Scheduler::Schedule() {
     std::vector<int32_t> hit;
     int32_t matched = 0;
     if (config_.prefix_cache) {
-      matched = cache_.Match(s->tokens, static_cast<int32_t>(s->tokens.size()) - 1, &hit);
+      matched = cache_.Match(s->tokens, s->numerics, static_cast<int32_t>(s->tokens.size()) - 1,
+                             &hit);
     }
     const int32_t rows = std::min(static_cast<int32_t>(s->tokens.size()) - matched, budget);
     const int32_t need = kv::BlockTable::BlocksFor(matched + rows, bt) - matched / bt;
@@ -262,11 +280,26 @@ void Scheduler::Step() {
     for (int32_t r = 0; r < sched[i].n_rows; ++r) {
       const int32_t pos = s.n_computed + r;
       const bool last = pos + 1 == static_cast<int32_t>(s.tokens.size());
-      batch_.Add(s.tokens[pos], pos, static_cast<int32_t>(i), last);
+      batch_.Add(s.tokens[pos], pos, static_cast<int32_t>(i), last, s.OrderOf(pos));
     }
   }
+  // A request of this step cancelled meanwhile (or Interrupt) stops the forward between
+  // layers: nothing advances, and the next Step drops the cancelled request and redoes the rest.
+  model_->SetAbortCheck([this, &sched] {
+    if (interrupted_.load(std::memory_order_relaxed)) return true;
+    for (const Scheduled& sc : sched) {
+      if (sc.seq->req->req.stream->cancelled()) return true;
+    }
+    return false;
+  });
   const Status st = model_->Forward(batch_, tables, &logits_);
+  model_->SetAbortCheck(nullptr);
   ++stats_.steps;
+  if (st.code() == StatusCode::kCancelled) {
+    ++stats_.aborted_steps;
+    UpdateKvStats();
+    return;
+  }
   if (!st.ok()) {
     KILN_LOG(kError, "engine step failed: %s", st.ToString().c_str());
     for (const Scheduled& sc : sched) {
@@ -342,6 +375,7 @@ void Scheduler::Fork(Seq& parent) {
     child->req = &rs;
     child->choice = c;
     child->tokens = parent.tokens;
+    child->numerics = parent.numerics;
     child->n_computed = parent.n_computed;
     child->table = parent.table.Fork(pool_);
     child->penalties = parent.penalties;
@@ -406,7 +440,7 @@ void Scheduler::SampleFrom(Seq& first, const float* logits) {
     }
     if (s.n_generated > 0) stats_.itl_ms.Add(MsBetween(s.last_token, now));
     s.last_token = now;
-    s.tokens.push_back(id);
+    s.Append(id, row_orders_);
     ++s.n_generated;
     ++rs.completion_tokens;
     ++stats_.generated_tokens_total;
@@ -441,7 +475,7 @@ void Scheduler::SampleFrom(Seq& first, const float* logits) {
         if (o.max_tokens > 0) room = std::min(room, o.max_tokens - s.n_generated);
         bool stopped = false;
         for (int32_t f : s.mask->Forced(room)) {
-          s.tokens.push_back(f);
+          s.Append(f, row_orders_);
           ++s.n_generated;
           ++rs.completion_tokens;
           ++stats_.generated_tokens_total;

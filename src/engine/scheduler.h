@@ -8,10 +8,14 @@
 //
 // Determinism: a sequence's tokens depend only on its own rows (batch-invariant model ops)
 // and its own RNG, so they do not change with batch composition, preemption or cache hits.
+// Where the model's numbers depend on a row's summation order (llama.cpp's arithmetic), each
+// row's order comes from its role (Seq::OrderOf: prompt rows batched, generated rows alone),
+// never from how the step grouped rows, and the prefix cache keys blocks by those orders.
 //
 // Engine-thread only; not thread-safe. EngineLoop is the only caller.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -58,6 +62,7 @@ struct SchedulerStats {
   int64_t prefix_cache_queries = 0, prefix_cache_hit_tokens = 0, prefix_cache_query_tokens = 0;
   int64_t requests_finished = 0, prompt_tokens_total = 0, generated_tokens_total = 0;
   int64_t preemptions = 0, steps = 0;
+  int64_t aborted_steps = 0;  // forwards stopped early by a cancellation or Interrupt()
   Histogram ttft_ms = Histogram::Latency(), itl_ms = Histogram::Latency();
 };
 
@@ -76,6 +81,10 @@ class Scheduler {
   void Step();
   // Ends every request with finish_reason "abort" (shutdown).
   void AbortAll();
+  // Any thread: the running step and every later one stop at the model's next layer (the
+  // step's rows count as not computed). Shutdown calls it so AbortAll never waits for a long
+  // prefill. A request cancelled during a step stops that step the same way (see Step).
+  void Interrupt() { interrupted_.store(true); }
 
   const SchedulerStats& stats() const { return stats_; }
   const kv::BlockPool& pool() const { return pool_; }
@@ -118,6 +127,8 @@ class Scheduler {
   std::vector<float> logits_, scratch_, logprobs_;
   std::vector<uint32_t> mask_bits_;
   std::vector<std::pair<int32_t, int32_t>> partial_blocks_;  // (block, tokens filled)
+  bool row_orders_ = false;  // model_->UsesRowOrders(): cache blocks keyed by row orders
+  std::atomic<bool> interrupted_{false};
 };
 
 }  // namespace kiln::engine

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <set>
 
@@ -24,21 +25,36 @@ void FakeLogits(const std::vector<int32_t>& history, float* out) {
   }
 }
 
+// With row orders on (like llama.cpp's numerics), what a slot holds also depends on the order
+// its row was computed in: the history entry of a position is token + kVocab * order code
+// (0 batched, 1 single, 2 unset), so a row computed in another order than the oracle's, or a
+// cached block computed in other orders, changes the logits.
+int32_t HistoryEntry(int32_t token, int32_t order_code) { return token + kVocab * order_code; }
+int32_t OrderCode(const std::optional<backend::RowOrder>& o) {
+  return o ? static_cast<int32_t>(*o) : 2;
+}
+
 class FakeModel final : public StepModel {
  public:
-  FakeModel(int32_t n_blocks, int32_t bt) : bt_(bt), token_(n_blocks * bt, -1), pos_(n_blocks * bt, -1) {}
+  FakeModel(int32_t n_blocks, int32_t bt)
+      : bt_(bt), token_(n_blocks * bt, -1), pos_(n_blocks * bt, -1), order_(n_blocks * bt, -1) {}
   int32_t n_vocab() const override { return kVocab; }
+  bool UsesRowOrders() const override { return row_orders; }
   Status Forward(const model::Batch& batch, const std::vector<const std::vector<int32_t>*>& tables,
                  std::vector<float>* logits) override {
     ++calls;
+    if (during_forward) during_forward(calls);
     max_rows = std::max(max_rows, batch.rows.size());
     std::map<int32_t, int> rows_per_seq;
     for (const model::BatchRow& r : batch.rows) {
       const int32_t slot = Slot(*tables[r.seq_idx], r.pos);
       token_[slot] = r.token;
       pos_[slot] = r.pos;
+      order_[slot] = row_orders ? OrderCode(r.order) : 0;
       ++rows_per_seq[r.seq_idx];
     }
+    // Like the real model between layers: stop after having written (some) K/V.
+    if (abort_check_ && abort_check_()) return Cancelled("forward aborted");
     max_seqs = std::max(max_seqs, rows_per_seq.size());
     logits->assign(batch.NumLogitRows() * kVocab, 0);
     float* out = logits->data();
@@ -48,7 +64,7 @@ class FakeModel final : public StepModel {
       for (int32_t p = 0; p <= r.pos; ++p) {
         const int32_t slot = Slot(*tables[r.seq_idx], p);
         if (pos_[slot] != p) return Internal("slot %d holds position %d, want %d", slot, pos_[slot], p);
-        history.push_back(token_[slot]);
+        history.push_back(HistoryEntry(token_[slot], order_[slot]));
       }
       FakeLogits(history, out);
       out += kVocab;
@@ -60,31 +76,39 @@ class FakeModel final : public StepModel {
     for (int32_t i = 0; i < bt_; ++i) {
       token_[dst * bt_ + i] = token_[src * bt_ + i];
       pos_[dst * bt_ + i] = pos_[src * bt_ + i];
+      order_[dst * bt_ + i] = order_[src * bt_ + i];
     }
   }
   int calls = 0, copies = 0;
   size_t max_rows = 0, max_seqs = 0;
+  bool row_orders = false;  // UsesRowOrders
+  std::function<void(int call)> during_forward;  // runs inside Forward (1-based call number)
 
  private:
   int32_t Slot(const std::vector<int32_t>& table, int32_t pos) const {
     return table.at(pos / bt_) * bt_ + pos % bt_;
   }
   int32_t bt_;
-  std::vector<int32_t> token_, pos_;
+  std::vector<int32_t> token_, pos_, order_;
 };
 
-// The oracle: generation straight from the history.
-std::vector<int32_t> Reference(std::vector<int32_t> tokens, const RequestOptions& o, uint64_t seed) {
+// The oracle: generation straight from the history. row_orders: as a single sequence runs in
+// llama.cpp, the prompt in one batch (order 0; a one-token prompt alone, 1), then each
+// generated token alone (1).
+std::vector<int32_t> Reference(const std::vector<int32_t>& prompt, const RequestOptions& o,
+                               uint64_t seed, bool row_orders = false) {
   sampling::SamplingParams sp = o.sampling;
   sp.seed = seed;
   sampling::Sampler sampler(sp);
   std::vector<float> logits(kVocab);
-  std::vector<int32_t> out;
+  std::vector<int32_t> history, out;
+  const int32_t prompt_code = row_orders ? (prompt.size() >= 2 ? 0 : 1) : 0;
+  for (int32_t t : prompt) history.push_back(HistoryEntry(t, prompt_code));
   for (int32_t i = 0; i < o.max_tokens; ++i) {
-    FakeLogits(tokens, logits.data());
+    FakeLogits(history, logits.data());
     const int32_t id = sampler.Sample(logits);
     out.push_back(id);
-    tokens.push_back(id);
+    history.push_back(HistoryEntry(id, row_orders ? 1 : 0));
   }
   return out;
 }
@@ -156,12 +180,16 @@ SchedulerConfig Config(int32_t n_blocks, int32_t max_seqs, int32_t chunk, int32_
 // 16 requests of different lengths, greedy and seeded, under several configurations: each
 // request's tokens equal the oracle's, and all blocks return to the pool (after the cache is
 // cleared).
-void CheckLoad(SchedulerConfig c, bool expect_preemption) {
+void CheckLoad(SchedulerConfig c, bool expect_preemption, bool row_orders = false) {
   Rig s(c);
+  s.model->row_orders = row_orders;
+  s.sched = std::make_unique<Scheduler>(c, s.model.get(), nullptr);  // reads UsesRowOrders
   std::vector<Request> reqs;
   std::vector<std::shared_ptr<OutputStream>> streams;
   for (int i = 0; i < 16; ++i) {
-    Request r = MakeRequest(Prompt(3 + (i * 11) % 40, i % 5), 5 + (i * 7) % 30,
+    // Prompts of 1..41 tokens (1 and 41 = a chunk + 1 with chunk 8 or 16 and blocks of 4).
+    const int n_prompt = i == 15 ? 1 : 3 + (i * 11) % 40;
+    Request r = MakeRequest(Prompt(n_prompt, i % 5), 5 + (i * 7) % 30,
                             i % 2 ? 0.8f : 0.0f, 1000 + i);
     reqs.push_back(r);
     streams.push_back(r.stream);
@@ -171,7 +199,8 @@ void CheckLoad(SchedulerConfig c, bool expect_preemption) {
   for (int i = 0; i < 16; ++i) {
     Collected got = Drain(*streams[i]);
     ASSERT_TRUE(got.done) << i;
-    EXPECT_EQ(got.tokens[0], Reference(reqs[i].prompt, reqs[i].options, 1000 + i)) << "request " << i;
+    EXPECT_EQ(got.tokens[0], Reference(reqs[i].prompt, reqs[i].options, 1000 + i, row_orders))
+        << "request " << i;
     EXPECT_EQ(got.finish[0], "length");
     EXPECT_EQ(got.usage.completion_tokens, reqs[i].options.max_tokens);
   }
@@ -184,6 +213,42 @@ void CheckLoad(SchedulerConfig c, bool expect_preemption) {
 TEST(SchedulerTest, ManyRequestsMatchOracleWithRoomForAll) { CheckLoad(Config(512, 16, 64), false); }
 TEST(SchedulerTest, TinyKvBudgetPreemptsAndStillMatches) { CheckLoad(Config(20, 16, 16), true); }
 TEST(SchedulerTest, OneAtATime) { CheckLoad(Config(64, 1, 8), false); }
+// A model whose numbers depend on each row's order (llama.cpp's): the orders come from the
+// rows' roles, whatever the chunking, batching, preemption or cache hits.
+TEST(SchedulerTest, RowOrdersFollowTheRoleUnderLoad) {
+  CheckLoad(Config(512, 16, 64), false, true);
+  CheckLoad(Config(20, 16, 16), true, true);
+  CheckLoad(Config(64, 1, 8), false, true);
+}
+
+// A follow-up prompt = an earlier request's prompt + its generated tokens: with row orders the
+// cache gives back only the blocks inside the earlier prompt (its generated tokens were
+// computed alone, the follow-up computes them as prompt); without, every full block.
+TEST(SchedulerTest, CachedBlocksOfGeneratedTokensServeOnlyModelsWithoutRowOrders) {
+  for (bool row_orders : {false, true}) {
+    SCOPED_TRACE(row_orders ? "row orders" : "no row orders");
+    Rig s(Config(64, 4, 64));
+    s.model->row_orders = row_orders;
+    s.sched = std::make_unique<Scheduler>(s.config, s.model.get(), nullptr);
+    Request a = MakeRequest(Prompt(6, 1), 10, 0.0f, 1);
+    s.sched->Add(a);
+    RunToEnd(*s.sched);
+    const std::vector<int32_t> a_out = Drain(*a.stream).tokens[0];
+    ASSERT_EQ(a_out.size(), 10u);
+    std::vector<int32_t> follow = a.prompt;  // 6 prompt + 10 generated + 2 = 18 tokens
+    follow.insert(follow.end(), a_out.begin(), a_out.end());
+    follow.push_back(3);
+    follow.push_back(5);
+    Request b = MakeRequest(follow, 4, 0.8f, 2);
+    s.sched->Add(b);
+    RunToEnd(*s.sched);
+    Collected got = Drain(*b.stream);
+    EXPECT_EQ(got.tokens[0], Reference(follow, b.options, 2, row_orders));
+    // a computed 15 positions (3 full blocks of 4); with orders only block 0 (positions 0..3)
+    // holds prompt rows alone.
+    EXPECT_EQ(got.usage.cached_tokens, row_orders ? 4 : 12);
+  }
+}
 TEST(SchedulerTest, NoPrefixCacheUnderPressure) {
   SchedulerConfig c = Config(20, 8, 16);
   c.prefix_cache = false;
@@ -251,6 +316,42 @@ TEST(SchedulerTest, CancelFreesBlocksAtTheNextStep) {
   EXPECT_FALSE(s.sched->HasWork());
   s.sched->prefix_cache().Clear();
   EXPECT_EQ(s.sched->pool().NumFree(), 64);
+}
+
+TEST(SchedulerTest, CancelDuringAForwardStopsThatStepAndRedoesTheOthersRows) {
+  Rig s(Config(128, 4, 8));
+  Request a = MakeRequest(Prompt(5, 1), 20, 0.0f, 1);
+  Request b = MakeRequest(Prompt(100, 2), 5, 0.0f, 2);
+  s.sched->Add(a);
+  s.sched->Add(b);
+  s.model->during_forward = [&](int call) {
+    if (call == 4) b.stream->Cancel();  // b is still prefilling: step 4 stops early
+  };
+  RunToEnd(*s.sched);
+  EXPECT_EQ(s.sched->stats().aborted_steps, 1);
+  Collected got_a = Drain(*a.stream), got_b = Drain(*b.stream);
+  EXPECT_EQ(got_a.tokens[0], Reference(a.prompt, a.options, 1));  // a's rows were redone
+  EXPECT_TRUE(got_b.done);
+  EXPECT_EQ(got_b.finish[0], "abort");
+  EXPECT_TRUE(got_b.tokens[0].empty());
+  s.sched->prefix_cache().Clear();
+  EXPECT_EQ(s.sched->pool().NumFree(), 128);
+}
+
+TEST(SchedulerTest, InterruptStopsTheStepInProgressThenAbortAllEndsEverything) {
+  Rig s(Config(128, 4, 8));
+  Request a = MakeRequest(Prompt(40, 1), 20, 0.0f, 1);
+  s.sched->Add(a);
+  s.model->during_forward = [&](int call) {
+    if (call == 2) s.sched->Interrupt();
+  };
+  for (int i = 0; i < 3; ++i) s.sched->Step();
+  EXPECT_EQ(s.sched->stats().aborted_steps, 2);  // steps 2 and 3
+  s.sched->AbortAll();
+  Collected got = Drain(*a.stream);
+  EXPECT_TRUE(got.done);
+  EXPECT_EQ(got.finish[0], "abort");
+  EXPECT_FALSE(s.sched->HasWork());
 }
 
 TEST(SchedulerTest, PrefixCacheHitGivesSameTokensAndCountsCachedTokens) {

@@ -18,6 +18,7 @@ Status PagedModel::Forward(const model::Batch& batch,
   kv.storage = storage_.get();
   kv.block_tokens = block_tokens_;
   kv.tables = tables;
+  kv.abort = abort_check_;
   return model_->ForwardPaged(batch, kv, logits);
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -23,6 +24,16 @@ class StepModel {
                          std::vector<float>* logits) = 0;
   // Copies every slot of block src to block dst (all layers).
   virtual void CopyBlock(int32_t src, int32_t dst) = 0;
+  // True when a row's numbers depend on BatchRow::order (Model::UsesRowOrders): the scheduler
+  // then keys prefix-cache blocks by their rows' orders. Fakes: false.
+  virtual bool UsesRowOrders() const { return false; }
+  // Polled during Forward (between layers): true makes Forward stop early and return
+  // Cancelled, so a long prefill never delays shutdown or a cancellation by a whole step. Null:
+  // never. A model that cannot stop early may ignore it.
+  void SetAbortCheck(std::function<bool()> check) { abort_check_ = std::move(check); }
+
+ protected:
+  std::function<bool()> abort_check_;
 };
 
 // The real model over a paged KV store of n_blocks x block_tokens slots.
@@ -36,6 +47,7 @@ class PagedModel final : public StepModel {
   void CopyBlock(int32_t src, int32_t dst) override {
     storage_->CopySlots(src * block_tokens_, dst * block_tokens_, block_tokens_);
   }
+  bool UsesRowOrders() const override { return model_->UsesRowOrders(); }
 
  private:
   model::Model* model_ = nullptr;

@@ -73,9 +73,30 @@ const std::map<std::string, std::string>& BaseRules() {
        "fatom ( \".\" fatom )* \"@\" flabel ( \".\" flabel )*"},
       {"fatom", "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"},
       {"flabel", "[A-Za-z0-9] ( [A-Za-z0-9-]* [A-Za-z0-9] )?"},
+      // RFC 3986 section 3 (URI, not URI-reference): scheme ":" hier-part [?query] [#fragment].
+      // IPv4 hosts are reg-names (any dotted digits are structurally valid); IPv6 is exact.
       {"furi",
-       "[A-Za-z] [A-Za-z0-9+.-]* \":\" ( [A-Za-z0-9._~:/?#@!$&'()*+,;=-] | \"[\" | \"]\" | "
-       "\"%\" hex hex )*"},
+       "[A-Za-z] [A-Za-z0-9+.-]* \":\" ( \"//\" furiauth furiabs | \"/\" ( furipchar+ furiabs )? "
+       "| furipchar+ furiabs )? ( \"?\" furiquery )? ( \"#\" furiquery )?"},
+      {"furiauth",
+       "( ( furiunres | \":\" )* \"@\" )? ( \"[\" ( furiv6 | furivf ) \"]\" | furiunres* ) "
+       "( \":\" [0-9]* )?"},
+      {"furiunres", "[A-Za-z0-9._~!$&'()*+,;=-] | \"%\" hex hex"},  // unreserved, sub-delims, %XX
+      {"furipchar", "furiunres | [:@]"},
+      {"furiabs", "( \"/\" furipchar* )*"},
+      {"furiquery", "( furipchar | [/?] )*"},
+      {"furivf", "\"v\" hex+ \".\" ( furiunres | \":\" )+"},
+      {"furih16", "hex{1,4}"},
+      {"furils32", "furih16 \":\" furih16 | fipv4"},
+      {"furiv6",
+       "( furih16 \":\" ){6} furils32 | \"::\" ( furih16 \":\" ){5} furils32 "
+       "| furih16? \"::\" ( furih16 \":\" ){4} furils32 "
+       "| ( ( furih16 \":\" ){0,1} furih16 )? \"::\" ( furih16 \":\" ){3} furils32 "
+       "| ( ( furih16 \":\" ){0,2} furih16 )? \"::\" ( furih16 \":\" ){2} furils32 "
+       "| ( ( furih16 \":\" ){0,3} furih16 )? \"::\" furih16 \":\" furils32 "
+       "| ( ( furih16 \":\" ){0,4} furih16 )? \"::\" furils32 "
+       "| ( ( furih16 \":\" ){0,5} furih16 )? \"::\" furih16 "
+       "| ( ( furih16 \":\" ){0,6} furih16 )? \"::\""},
       {"fipv4", "foctet \".\" foctet \".\" foctet \".\" foctet"},
       {"foctet", "\"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] [0-9] | [0-9]"},
   };
@@ -95,7 +116,16 @@ const std::map<std::string, std::vector<std::string>>& BaseDeps() {
       {"fdatetime", {"fdate", "ftime"}},
       {"fuuid", {"hex"}},
       {"femail", {"fatom", "flabel"}},
-      {"furi", {"hex"}},
+      {"furi", {"furiauth", "furipchar", "furiabs", "furiquery"}},
+      {"furiauth", {"furiunres", "furiv6", "furivf"}},
+      {"furiunres", {"hex"}},
+      {"furipchar", {"furiunres"}},
+      {"furiabs", {"furipchar"}},
+      {"furiquery", {"furipchar"}},
+      {"furivf", {"hex", "furiunres"}},
+      {"furih16", {"hex"}},
+      {"furils32", {"furih16", "fipv4"}},
+      {"furiv6", {"furih16", "furils32"}},
       {"fipv4", {"foctet"}},
   };
   return k;

@@ -66,7 +66,8 @@ struct AttentionBlock {
 inline size_t AttentionScratchFloats(int n_rows, int32_t span, int head_dim) {
   const size_t d = (static_cast<size_t>(head_dim) + 15) / 16 * 16;
   const size_t rows = static_cast<size_t>(n_rows);
-  return rows * (static_cast<size_t>(span) + 128) + 64 * d + rows * (d + 8) + 64;
+  // The last term: the llama.cpp-exact kernels' P·V partial sums (ggml_exact_inl.h).
+  return rows * (static_cast<size_t>(span) + 128) + 64 * d + rows * (d + 8) + 64 + 72 * 64;
 }
 
 // Fast kernels compute the rows with tiles over positions; outputs match ref::AttentionHead

@@ -29,6 +29,8 @@ KernelTable Complete(KernelTable table, const KernelTable& fallback) {
   if (l.rope == nullptr) l.rope = fallback.layer.rope;
   if (l.gated_activation == nullptr) l.gated_activation = fallback.layer.gated_activation;
   if (l.add == nullptr) l.add = fallback.layer.add;
+  if (l.ggml_attention == nullptr) l.ggml_attention = fallback.layer.ggml_attention;
+  if (l.ggml_swiglu == nullptr) l.ggml_swiglu = fallback.layer.ggml_swiglu;
   return table;
 }
 

@@ -58,4 +58,13 @@ void Rope(float* x, int n_heads, int head_dim, const RopeParams& p, int32_t pos,
 // block.round_qp is ignored (always rounded); kv must be f16.
 void AttentionRows(const AttentionBlock& block, const KvView& kv, bool batched);
 
+// The table forms (KernelTable::layer.ggml_attention / ggml_swiglu): the ref table holds the
+// functions above; the SIMD tables (kernels/cpu/x86/ggml_exact_inl.h) compute the same bits.
+// scratch: AttentionScratchFloats(n_tok * n_group, span, head_dim) floats, any alignment.
+using AttentionFn = void (*)(const AttentionBlock& block, const KvView& kv, bool batched,
+                             float* scratch, size_t scratch_floats);
+using SwiGluFn = void (*)(const float* gate, const float* up, int64_t n, float* out);
+void AttentionRowsTable(const AttentionBlock& block, const KvView& kv, bool batched,
+                        float* scratch, size_t scratch_floats);
+
 }  // namespace kiln::kernels::ggml

@@ -10,6 +10,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/ggml_exact.h"
 #include "kernels/quant.h"
 #include "kernels/rope.h"
 #include "tensor/dtype.h"
@@ -65,6 +66,10 @@ struct LayerKernels {
   RopeFn rope = nullptr;
   GatedActivationFn gated_activation = nullptr;
   AddFn add = nullptr;
+  // llama.cpp's arithmetic, bit for bit (kernels/ggml_exact.h): every table computes the
+  // same bits as the scalar functions there.
+  ggml::AttentionFn ggml_attention = nullptr;
+  ggml::SwiGluFn ggml_swiglu = nullptr;
 };
 
 struct KernelTable {

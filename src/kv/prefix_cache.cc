@@ -67,15 +67,26 @@ void PrefixCache::OnRefCountChanged(int32_t block, int32_t refs) {
   AdjustBlockers(idx, pinned ? 1 : -1);
 }
 
-int32_t PrefixCache::Match(const std::vector<int32_t>& tokens, int32_t max_tokens,
-                           std::vector<int32_t>* blocks) {
+void PrefixCache::MakeKey(const std::vector<int32_t>& tokens, const std::vector<uint8_t>& numerics,
+                          int32_t begin, int32_t n, Key* key) {
+  key->resize(n);
+  for (int32_t i = 0; i < n; ++i) {
+    const int64_t cls = numerics.empty() ? 0 : numerics[begin + i];
+    (*key)[i] = static_cast<int64_t>(tokens[begin + i]) << 8 | cls;
+  }
+}
+
+int32_t PrefixCache::Match(const std::vector<int32_t>& tokens, const std::vector<uint8_t>& numerics,
+                           int32_t max_tokens, std::vector<int32_t>* blocks) {
   const int32_t bt = pool_->block_tokens();
   const int32_t limit = std::min<int32_t>(max_tokens, static_cast<int32_t>(tokens.size()));
+  KILN_CHECK(numerics.empty() || numerics.size() >= tokens.size())
+      << numerics.size() << " classes for " << tokens.size() << " tokens";
   ++tick_;
   int32_t node = 0, matched = 0;
-  std::vector<int32_t> key(bt);
+  Key key;
   while (matched + bt <= limit) {
-    std::copy_n(tokens.begin() + matched, bt, key.begin());
+    MakeKey(tokens, numerics, matched, bt, &key);
     auto it = nodes_[node].children.find(key);
     if (it == nodes_[node].children.end()) break;
     node = it->second;
@@ -87,16 +98,19 @@ int32_t PrefixCache::Match(const std::vector<int32_t>& tokens, int32_t max_token
   return matched;
 }
 
-void PrefixCache::Insert(const std::vector<int32_t>& tokens, const std::vector<int32_t>& blocks,
-                         int32_t n_full_blocks) {
+void PrefixCache::Insert(const std::vector<int32_t>& tokens, const std::vector<uint8_t>& numerics,
+                         const std::vector<int32_t>& blocks, int32_t n_full_blocks) {
   const int32_t bt = pool_->block_tokens();
   KILN_CHECK(n_full_blocks <= static_cast<int32_t>(blocks.size()) &&
              static_cast<size_t>(n_full_blocks) * bt <= tokens.size())
       << n_full_blocks << " blocks of " << blocks.size() << ", tokens " << tokens.size();
+  KILN_CHECK(numerics.empty() || numerics.size() >= tokens.size())
+      << numerics.size() << " classes for " << tokens.size() << " tokens";
   ++tick_;
   int32_t node = 0;
+  Key key;
   for (int32_t i = 0; i < n_full_blocks; ++i) {
-    std::vector<int32_t> key(tokens.begin() + i * bt, tokens.begin() + (i + 1) * bt);
+    MakeKey(tokens, numerics, i * bt, bt, &key);
     auto it = nodes_[node].children.find(key);
     if (it != nodes_[node].children.end()) {
       node = it->second;

@@ -10,6 +10,13 @@
 // sequence references its block and none of its descendants is referenced; each node counts
 // its "blockers" (its own reference plus blocked children) and a change walks up only while
 // an ancestor's state flips.
+//
+// Identity: a block is keyed by its tokens AND the numerics class of each (a small integer per
+// token, 0 by default). Where the model computes a token's K/V differently depending on the
+// row's role (llama.cpp's numerics: a prompt row in a batch of rows vs a generated token
+// alone, backend::RowOrder), the class records it, so a block is only reused by a sequence
+// that would compute the very same bits cold. Models whose numbers do not depend on the role
+// use class 0 everywhere and share blocks whatever the role.
 // Engine-thread only; not thread-safe.
 #pragma once
 
@@ -32,12 +39,21 @@ class PrefixCache final : private BlockRefObserver {
 
   // Longest cached prefix of tokens[0, max_tokens) in whole blocks: appends the blocks to
   // *blocks (each with a new reference for the caller) and returns the tokens they cover.
+  // numerics[i] is token i's numerics class (empty: all 0; else at least as long as tokens).
+  int32_t Match(const std::vector<int32_t>& tokens, const std::vector<uint8_t>& numerics,
+                int32_t max_tokens, std::vector<int32_t>* blocks);
   int32_t Match(const std::vector<int32_t>& tokens, int32_t max_tokens,
-                std::vector<int32_t>* blocks);
+                std::vector<int32_t>* blocks) {
+    return Match(tokens, {}, max_tokens, blocks);
+  }
   // Records the first n_full_blocks blocks of a sequence (tokens[i*bt, (i+1)*bt) in blocks[i]).
   // A block already cached for the same path is kept (the new one is not referenced).
+  void Insert(const std::vector<int32_t>& tokens, const std::vector<uint8_t>& numerics,
+              const std::vector<int32_t>& blocks, int32_t n_full_blocks);
   void Insert(const std::vector<int32_t>& tokens, const std::vector<int32_t>& blocks,
-              int32_t n_full_blocks);
+              int32_t n_full_blocks) {
+    Insert(tokens, {}, blocks, n_full_blocks);
+  }
   // Frees up to n_blocks evictable blocks, least recently used leaves first (ties: the
   // older node); returns how many.
   int32_t Evict(int32_t n_blocks);
@@ -51,6 +67,10 @@ class PrefixCache final : private BlockRefObserver {
   bool CheckInvariants() const;
 
  private:
+  // A block's key: token << 8 | numerics class, per token.
+  using Key = std::vector<int64_t>;
+  static void MakeKey(const std::vector<int32_t>& tokens, const std::vector<uint8_t>& numerics,
+                      int32_t begin, int32_t n, Key* key);
   struct Node {
     int32_t parent = -1;
     int32_t block = -1;
@@ -59,8 +79,8 @@ class PrefixCache final : private BlockRefObserver {
     bool pinned = false;   // someone besides the cache references the block
     bool in_lru = false;   // in lru_: an evictable leaf
     int32_t blockers = 0;  // pinned + children with blockers > 0
-    std::vector<int32_t> key;                          // this block's tokens
-    std::map<std::vector<int32_t>, int32_t> children;  // key → node index
+    Key key;                          // this block's tokens and classes
+    std::map<Key, int32_t> children;  // key → node index
   };
   void OnRefCountChanged(int32_t block, int32_t refs) override;
   void AdjustBlockers(int32_t idx, int32_t delta);

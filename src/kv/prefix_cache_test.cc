@@ -184,5 +184,59 @@ TEST(PrefixCacheTest, ChainEvictsTailFirstAndLruAcrossChains) {
   EXPECT_TRUE(cache.CheckInvariants());
 }
 
+// A block's identity is its tokens and each token's numerics class: a sequence whose tokens
+// would be computed with other numerics (a prompt continuing an earlier request's generated
+// tokens, under llama.cpp's row orders) reuses only the blocks whose classes all agree.
+TEST(PrefixCacheTest, NumericsClassIsPartOfTheBlockIdentity) {
+  BlockPool pool(16, 4);
+  PrefixCache cache(&pool);
+  // An earlier request: prompt 0..5 (class 0), generated 6..9 (class 1).
+  const std::vector<int32_t> tokens = Iota(10);
+  const std::vector<uint8_t> ran = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1};
+  std::vector<int32_t> blocks = {pool.Allocate(), pool.Allocate(), pool.Allocate()};
+  cache.Insert(tokens, ran, blocks, 2);
+  for (int32_t id : blocks) pool.Unref(id);
+  EXPECT_EQ(cache.NumCached(), 2);
+
+  // A follow-up whose prompt holds the same tokens, all of class 0: only the first block
+  // (classes 0 0 0 0) is its own; the second was computed with class 1 rows.
+  std::vector<int32_t> got;
+  const std::vector<uint8_t> prompt_only(10, 0);
+  EXPECT_EQ(cache.Match(tokens, prompt_only, 9, &got), 4);
+  EXPECT_EQ(got, (std::vector<int32_t>{blocks[0]}));
+  for (int32_t id : got) pool.Unref(id);
+  // No classes means class 0 everywhere: the same answer.
+  got.clear();
+  EXPECT_EQ(cache.Match(tokens, 9, &got), 4);
+  for (int32_t id : got) pool.Unref(id);
+  // The same request recomputed (preemption): both blocks.
+  got.clear();
+  EXPECT_EQ(cache.Match(tokens, ran, 9, &got), 8);
+  EXPECT_EQ(got, (std::vector<int32_t>{blocks[0], blocks[1]}));
+  for (int32_t id : got) pool.Unref(id);
+  // A class differing in one token of a block is a miss from that block on.
+  std::vector<uint8_t> one_off = ran;
+  one_off[1] = 1;
+  got.clear();
+  EXPECT_EQ(cache.Match(tokens, one_off, 9, &got), 0);
+
+  // The follow-up computes its own second block; both versions stay cached side by side.
+  const int32_t own = pool.Allocate();
+  cache.Insert(tokens, prompt_only, {blocks[0], own}, 2);
+  pool.Unref(own);
+  EXPECT_EQ(cache.NumCached(), 3);
+  got.clear();
+  EXPECT_EQ(cache.Match(tokens, prompt_only, 9, &got), 8);
+  EXPECT_EQ(got, (std::vector<int32_t>{blocks[0], own}));
+  for (int32_t id : got) pool.Unref(id);
+  got.clear();
+  EXPECT_EQ(cache.Match(tokens, ran, 9, &got), 8);
+  EXPECT_EQ(got, (std::vector<int32_t>{blocks[0], blocks[1]}));
+  for (int32_t id : got) pool.Unref(id);
+  EXPECT_TRUE(cache.CheckInvariants());
+  cache.Clear();
+  EXPECT_EQ(pool.NumFree(), 16);
+}
+
 }  // namespace
 }  // namespace kiln::kv

@@ -79,6 +79,7 @@ Status Model::Init() {
   arena_.ids.resize(b);
   arena_.pos.resize(b);
   arena_.slots.resize(b);
+  arena_.orders.resize(b);
   arena_.x.resize(b * e);
   arena_.xn.resize(b * e);
   arena_.tmp.resize(b * e);
@@ -196,7 +197,7 @@ Status Model::ForwardPaged(const Batch& batch, const PagedKv& kv, std::vector<fl
   float* out = logits->data();
   for (size_t r0 = 0; r0 < batch.rows.size(); r0 += opts_.max_batch) {
     const size_t r1 = std::min(batch.rows.size(), r0 + static_cast<size_t>(opts_.max_batch));
-    ForwardRowsPaged(batch, r0, r1, kv, out);
+    if (!ForwardRowsPaged(batch, r0, r1, kv, out)) return Cancelled("forward aborted");
     for (size_t r = r0; r < r1; ++r) out += batch.rows[r].want_logits ? config_.n_vocab : 0;
   }
   return Status::Ok();
@@ -218,9 +219,10 @@ void Model::ForwardRows(const Batch& batch, size_t r0, size_t r1, Context& ctx,
   ctx.n_past_ = arena_.pos[r1 - r0 - 1] + 1;
 }
 
-void Model::ForwardRowsPaged(const Batch& batch, size_t r0, size_t r1, const PagedKv& kv,
+bool Model::ForwardRowsPaged(const Batch& batch, size_t r0, size_t r1, const PagedKv& kv,
                              float* logits_out) {
   KvTarget target;
+  target.abort = kv.abort ? &kv.abort : nullptr;
   target.storage = kv.storage;
   target.slots = arena_.slots.data();
   target.block_tokens = kv.block_tokens;
@@ -236,10 +238,10 @@ void Model::ForwardRowsPaged(const Batch& batch, size_t r0, size_t r1, const Pag
       target.runs.back().end = t + 1;
     }
   }
-  RunRows(batch, r0, r1, target, logits_out);
+  return RunRows(batch, r0, r1, target, logits_out);
 }
 
-void Model::RunRows(const Batch& batch, size_t r0, size_t r1, const KvTarget& target,
+bool Model::RunRows(const Batch& batch, size_t r0, size_t r1, const KvTarget& target,
                     float* logits_out) {
   const int64_t n = static_cast<int64_t>(r1 - r0);
   const int64_t e = config_.n_embd;
@@ -247,10 +249,14 @@ void Model::RunRows(const Batch& batch, size_t r0, size_t r1, const KvTarget& ta
     arena_.ids[t] = batch.rows[r0 + t].token;
     arena_.pos[t] = batch.rows[r0 + t].pos;
   }
+  ResolveOrders(batch, r0, target);
   backend::Backend& be = *backend_;
   be.EmbeddingRows(weights_->token_embd, arena_.ids.data(), n, arena_.x.data());
   if (config_.embedding_scale != 1.0f) be.Scale(arena_.x.data(), config_.embedding_scale, n * e);
-  for (int il = 0; il < config_.n_layers; ++il) Layer(il, n, target);
+  for (int il = 0; il < config_.n_layers; ++il) {
+    if (target.abort != nullptr && (*target.abort)()) return false;
+    Layer(il, n, target);
+  }
 
   // Output head on the rows that want logits only, compacted into xn.
   int64_t m = 0;
@@ -259,10 +265,21 @@ void Model::RunRows(const Batch& batch, size_t r0, size_t r1, const KvTarget& ta
     std::copy_n(arena_.x.data() + t * e, e, arena_.xn.data() + m * e);
     ++m;
   }
-  if (m == 0) return;
+  if (m == 0) return true;
   be.RmsNorm(arena_.xn.data(), weights_->output_norm, config_.norm_weight_offset,
              config_.norm_eps, m, e, arena_.xn.data());
   be.MatMul(weights_->output, arena_.xn.data(), m, nullptr, logits_out);
+  return true;
+}
+
+void Model::ResolveOrders(const Batch& batch, size_t r0, const KvTarget& target) {
+  for (const KvTarget::Run& run : target.runs) {
+    const backend::RowOrder one_call =
+        run.end - run.begin >= 2 ? backend::RowOrder::kBatched : backend::RowOrder::kSingle;
+    for (int64_t t = run.begin; t < run.end; ++t) {
+      arena_.orders[t] = batch.rows[r0 + t].order.value_or(one_call);
+    }
+  }
 }
 
 void Model::Layer(int il, int64_t n, const KvTarget& target) {
@@ -301,12 +318,9 @@ void Model::Layer(int il, int64_t n, const KvTarget& target) {
   p.round_qp_to_kv_dtype = c.ggml_attention_rounding;
   backend::KvView view = target.storage->View(il);
   view.block_tokens = target.block_tokens;
-  const int64_t q_row = static_cast<int64_t>(c.n_heads) * c.head_dim;
-  for (const KvTarget::Run& run : target.runs) {
-    view.block_ids = run.block_ids;
-    be.Attention(a.q.data() + run.begin * q_row, run.end - run.begin, a.pos.data() + run.begin,
-                 view, p, a.attn.data() + run.begin * q_row);
-  }
+  p.row_orders = a.orders.data();
+  be.AttentionBatch(a.q.data(), a.pos.data(), target.runs.data(),
+                    static_cast<int>(target.runs.size()), view, p, a.attn.data());
   be.MatMul(w.wo, a.attn.data(), n, nullptr, a.tmp.data());
   if (c.post_norms) be.RmsNorm(a.tmp.data(), w.post_attn_norm, off, c.norm_eps, n, e, a.tmp.data());
   be.Add(a.x.data(), a.tmp.data(), n * e);

@@ -9,7 +9,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,13 +37,19 @@ struct BatchRow {
   int32_t pos = 0;
   int32_t seq_idx = 0;
   bool want_logits = false;
+  // The row's attention summation order (backend::RowOrder; matters only where the backend
+  // computes like llama.cpp, Model::UsesRowOrders). Unset: llama.cpp's rule for one call,
+  // kBatched when the forward call holds >= 2 rows of the row's sequence, else kSingle. The
+  // serving engine sets it from the row's role so that batching never changes a sequence.
+  std::optional<backend::RowOrder> order;
 };
 
 struct Batch {
   std::vector<BatchRow> rows;
 
-  void Add(int32_t token, int32_t pos, int32_t seq_idx, bool want_logits) {
-    rows.push_back({token, pos, seq_idx, want_logits});
+  void Add(int32_t token, int32_t pos, int32_t seq_idx, bool want_logits,
+           std::optional<backend::RowOrder> order = std::nullopt) {
+    rows.push_back({token, pos, seq_idx, want_logits, order});
   }
   void Clear() { rows.clear(); }
   size_t NumLogitRows() const;
@@ -71,6 +79,10 @@ struct PagedKv {
   kv::KvCache* storage = nullptr;
   int32_t block_tokens = 0;
   std::vector<const std::vector<int32_t>*> tables;  // indexed by BatchRow::seq_idx
+  // Optional, polled before every layer: true stops the forward, which returns Cancelled
+  // (shutdown, or a request of the batch was cancelled). K/V of the batch's positions may then
+  // be partly written; the caller treats them as not computed and recomputes them later.
+  std::function<bool()> abort;
 };
 
 class Model {
@@ -87,6 +99,10 @@ class Model {
   const LoadOptions& options() const { return opts_; }
   int NumThreads() const { return pool_ ? pool_->NumThreads() : 1; }
   std::string KernelIsa() const { return backend_->KernelIsa(); }
+  // True when BatchRow::order changes the numbers (llama.cpp's arithmetic is on: a GGUF model
+  // with an f16 cache, KILN_GGML_EXACT not 0); K/V computed with different row orders then
+  // differ, and the prefix cache must tell them apart.
+  bool UsesRowOrders() const { return backend_->UsesRowOrders(); }
 
   // A fresh context with opts.n_ctx positions (or n_ctx when given, > 0).
   StatusOr<std::unique_ptr<Context>> NewContext(int32_t n_ctx = 0) const;
@@ -104,9 +120,10 @@ class Model {
   size_t KvBytesPerToken() const;
   // Ragged batch over many sequences: row r stores its K/V at position rows[r].pos of sequence
   // rows[r].seq_idx (through kv.tables) and attends to that sequence's positions <= pos, which
-  // must be stored already or earlier in this batch. A row's numbers do not depend on the other
-  // rows (batch invariance). Logits as in Forward. InvalidArgument for bad tokens, seq_idx or
-  // positions outside the sequence's blocks.
+  // must be stored already or earlier in this batch. A row whose BatchRow::order is set has
+  // numbers that do not depend on the other rows (batch invariance). Logits as in Forward.
+  // InvalidArgument for bad tokens, seq_idx or positions outside the sequence's blocks;
+  // Cancelled when kv.abort said so.
   Status ForwardPaged(const Batch& batch, const PagedKv& kv, std::vector<float>* logits);
 
  private:
@@ -117,18 +134,19 @@ class Model {
   struct KvTarget {
     kv::KvCache* storage = nullptr;
     const int32_t* slots = nullptr;  // [n rows]
-    struct Run {
-      int64_t begin, end;
-      const int32_t* block_ids;  // null: slot = position
-    };
+    using Run = backend::AttentionSeq;  // rows [begin, end), block_ids (null: slot = position)
     std::vector<Run> runs;
     int32_t block_tokens = 0;
+    const std::function<bool()>* abort = nullptr;  // PagedKv::abort, polled before each layer
   };
   void ForwardRows(const Batch& batch, size_t r0, size_t r1, Context& ctx, float* logits_out);
-  void ForwardRowsPaged(const Batch& batch, size_t r0, size_t r1, const PagedKv& kv,
+  // Both return false when target.abort stopped them (nothing after the aborted layer ran).
+  bool ForwardRowsPaged(const Batch& batch, size_t r0, size_t r1, const PagedKv& kv,
                         float* logits_out);
-  void RunRows(const Batch& batch, size_t r0, size_t r1, const KvTarget& target,
+  bool RunRows(const Batch& batch, size_t r0, size_t r1, const KvTarget& target,
                float* logits_out);
+  // arena_.orders[t] of rows [r0, r0 + n): BatchRow::order, or the one-call rule per run.
+  void ResolveOrders(const Batch& batch, size_t r0, const KvTarget& target);
   void Layer(int il, int64_t n, const KvTarget& target);
   const float* InvFreq(int il) const;
 
@@ -147,6 +165,7 @@ class Model {
   // Activation arena, sized at load for max_batch rows.
   struct Arena {
     std::vector<int32_t> ids, pos, slots;
+    std::vector<backend::RowOrder> orders;
     std::vector<float> x, xn, q, k, v, attn, tmp, gate, up;
   } arena_;
 };

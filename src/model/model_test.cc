@@ -173,6 +173,34 @@ TEST_F(ForwardTest, RejectsBadBatchesWithoutChangingTheContext) {
   EXPECT_EQ(ctx_->n_past(), 8);
 }
 
+TEST_F(ForwardTest, PagedForwardStopsBetweenLayersWhenAborted) {
+  ASSERT_GE(model_->config().n_layers, 2);
+  auto storage = model_->NewPagedStorage(/*n_blocks=*/2, /*block_tokens=*/4);
+  ASSERT_TRUE(storage.ok()) << storage.status().ToString();
+  const std::vector<int32_t> table = {1, 0};
+  PagedKv kv;
+  kv.storage = storage->get();
+  kv.block_tokens = 4;
+  kv.tables = {&table};
+  auto batch = [](int32_t first_token) {
+    Batch b;
+    for (int32_t p = 0; p < 6; ++p) b.Add(first_token + p, p, 0, true);
+    return b;
+  };
+  std::vector<float> clean, logits;
+  ASSERT_TRUE(model_->ForwardPaged(batch(10), kv, &clean).ok());
+  // Other tokens at the same positions, stopped before the second layer: layer 0's K/V of
+  // these positions is overwritten, the rest is not computed.
+  int polls = 0;
+  kv.abort = [&] { return ++polls == 2; };
+  EXPECT_EQ(model_->ForwardPaged(batch(50), kv, &logits).code(), StatusCode::kCancelled);
+  EXPECT_EQ(polls, 2);
+  // Computing the positions again (as the scheduler does) gives the first logits exactly.
+  kv.abort = nullptr;
+  ASSERT_TRUE(model_->ForwardPaged(batch(10), kv, &logits).ok());
+  EXPECT_EQ(logits, clean);
+}
+
 TEST_F(ForwardTest, LogitRowsTruncateAndClear) {
   const int64_t v = model_->config().n_vocab;
   const std::vector<float> full = Step({10, 20, 30, 40});

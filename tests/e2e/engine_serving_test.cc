@@ -1,10 +1,17 @@
-// The serving engine end to end on real weights. Oracle: engine::Generate, the single-sequence
-// loop over a contiguous KV cache (a different KV layout and code path). A request's tokens,
-// greedy and seeded, must equal the oracle's alone, among 15 other requests of different
-// lengths, after preemption (tiny KV budget) and with its prefix served from the cache.
+// The serving engine end to end on real weights. Oracle: the single-sequence loop of
+// llama.cpp's CLI over a contiguous KV cache (a different KV layout and code path): the whole
+// prompt in one forward call, then one call per generated token, sampled by the request's
+// seeded sampler. A request's tokens AND the log-probability of each (so its logits, bit for
+// bit), greedy and seeded, must equal the oracle's however the engine splits the work: alone,
+// among 15 other requests of different lengths, with prompts longer than the prefill chunk
+// whose last chunk is one token, with a cached prefix that leaves one prompt token to compute,
+// with a prompt that continues another request's prompt + generated tokens (cached blocks
+// that hold generated tokens), and after preemption by recompute (tiny KV budget, and a
+// victim preempted after many generated tokens).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <thread>
@@ -12,6 +19,8 @@
 #include "engine/generate.h"
 #include "engine/loaded_model.h"
 #include "kiln/serving.h"
+#include "sampling/logits_processor.h"
+#include "sampling/sampler.h"
 
 namespace kiln {
 namespace {
@@ -24,6 +33,9 @@ std::string DefaultModel() {
   return std::filesystem::exists(p) ? p : "";
 }
 
+constexpr int32_t kPrefillChunk = 32;
+constexpr int32_t kBlockTokens = 16;  // the engine's block size (kiln/serving.h)
+
 struct Case {
   std::vector<int32_t> prompt;
   float temperature;
@@ -31,54 +43,92 @@ struct Case {
   int32_t max_tokens;
 };
 
+// n cases of 2..38 prompt tokens, alternately greedy and seeded, then four whose prompts end
+// one token past a prefill chunk or a cache block (33 = 32 + 1, 49 = 3 x 16 + 1, 65 = 2 x 32
+// + 1, 17 = 16 + 1) and a one-token prompt.
 std::vector<Case> Cases(int n, int32_t n_vocab, int32_t max_tokens) {
   std::vector<Case> cases;
-  for (int i = 0; i < n; ++i) {
+  auto add = [&](int i, int len) {
     Case c;
-    const int len = 2 + (i * 13) % 37;
     for (int t = 0; t < len; ++t) c.prompt.push_back((t * 31 + i * 17 + 5) % n_vocab);
     c.temperature = i % 2 == 0 ? 0.0f : 0.9f;
     c.seed = 100 + i;
     c.max_tokens = max_tokens - (i % 4);
     cases.push_back(c);
-  }
+  };
+  for (int i = 0; i < n; ++i) add(i, 2 + (i * 13) % 37);
+  const int extra[] = {kPrefillChunk + 1, 3 * kBlockTokens + 1, 2 * kPrefillChunk + 1,
+                       kBlockTokens + 1, 1};
+  for (int j = 0; j < 5; ++j) add(n + j, extra[j]);
   return cases;
-}
-
-// Oracle: the contiguous single-sequence loop.
-std::vector<int32_t> Oracle(engine::LoadedModel& lm, const Case& c) {
-  auto ctx = lm.model->NewContext(256);
-  EXPECT_TRUE(ctx.ok());
-  engine::GenerateParams gp;
-  gp.sampling.temperature = c.temperature;
-  gp.sampling.seed = c.seed;
-  gp.max_tokens = c.max_tokens;
-  gp.ignore_eos = true;
-  auto out = engine::Generate(lm, **ctx, c.prompt, gp, nullptr);
-  EXPECT_TRUE(out.ok()) << out.status().ToString();
-  return out->output_ids;
 }
 
 struct Result {
   std::vector<int32_t> tokens;
+  std::vector<float> logprobs;  // of each token
   std::string finish;
   Usage usage;
 };
 
-Result Collect(RequestStream& s) {
+// Oracle: prompt in one Forward call, then one call per token, on a contiguous context.
+Result Oracle(engine::LoadedModel& lm, const Case& c) {
   Result r;
+  auto ctx = lm.model->NewContext(256);
+  EXPECT_TRUE(ctx.ok());
+  sampling::SamplingParams sp;
+  sp.temperature = c.temperature;
+  sp.seed = c.seed;
+  sampling::Sampler sampler(sp);
+  std::vector<float> logits, logprobs;
+  Status st = engine::Prefill(*lm.model, **ctx, c.prompt, /*all_logits=*/false, &logits);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  while (st.ok() && static_cast<int32_t>(r.tokens.size()) < c.max_tokens) {
+    const int32_t id = sampler.Sample(logits);
+    sampling::LogSoftmax(logits, &logprobs);
+    r.tokens.push_back(id);
+    r.logprobs.push_back(logprobs[id]);
+    model::Batch step;
+    step.Add(id, (*ctx)->n_past(), 0, true);
+    st = lm.model->Forward(step, **ctx, &logits);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  }
+  r.finish = "length";
+  return r;
+}
+
+// Tokens equal and every log-probability bit-identical.
+void ExpectSame(const Result& got, const Result& want, const std::string& what) {
+  EXPECT_EQ(got.tokens, want.tokens) << what;
+  EXPECT_EQ(got.finish, "length") << what;
+  ASSERT_EQ(got.logprobs.size(), got.tokens.size()) << what;
+  const size_t n = std::min(got.logprobs.size(), want.logprobs.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (std::memcmp(&got.logprobs[i], &want.logprobs[i], sizeof(float)) != 0) {
+      ADD_FAILURE() << what << ": logprob of token " << i << " is " << got.logprobs[i]
+                    << ", alone in llama.cpp's order " << want.logprobs[i] << " (diff "
+                    << got.logprobs[i] - want.logprobs[i] << ")";
+      return;
+    }
+  }
+}
+
+// Appends one event to r; true at the final event.
+bool AddEvent(const StreamEvent& e, Result& r) {
+  r.tokens.insert(r.tokens.end(), e.token_ids.begin(), e.token_ids.end());
+  for (const LogprobEntry& l : e.logprobs) r.logprobs.push_back(l.token.logprob);
+  if (e.finish_reason) r.finish = *e.finish_reason;
+  if (e.done) r.usage = e.usage;
+  return e.done;
+}
+
+Result Collect(RequestStream& s, Result r = {}) {
   for (;;) {
-    std::optional<StreamEvent> e = s.Next(std::chrono::milliseconds(60000));
+    std::optional<StreamEvent> e = s.Next(std::chrono::milliseconds(120000));
     if (!e) {
       ADD_FAILURE() << "stream timed out";
       return r;
     }
-    r.tokens.insert(r.tokens.end(), e->token_ids.begin(), e->token_ids.end());
-    if (e->finish_reason) r.finish = *e->finish_reason;
-    if (e->done) {
-      r.usage = e->usage;
-      return r;
-    }
+    if (AddEvent(*e, r)) return r;
   }
 }
 
@@ -89,6 +139,7 @@ CompletionRequest ToRequest(const Case& c) {
   r.sampling.seed = c.seed;
   r.sampling.max_tokens = c.max_tokens;
   r.sampling.ignore_eos = true;
+  r.sampling.logprobs = true;
   return r;
 }
 
@@ -115,6 +166,73 @@ EngineMetrics WaitIdle(ServingEngine& eng, int64_t finished) {
   return m;
 }
 
+// A request with a prompt that starts with case i's prompt and generated tokens (a follow-up
+// turn): the cache holds blocks of those tokens computed one at a time (decode order).
+// *source[j] = the case continued by the j-th.
+std::vector<Case> Continuations(const std::vector<Case>& cases, const std::vector<Result>& want,
+                                int32_t n_vocab, int32_t max_context, std::vector<size_t>* source) {
+  std::vector<Case> out;
+  for (size_t i = 0; i < cases.size(); i += 2) {
+    Case c = cases[i];
+    c.prompt.insert(c.prompt.end(), want[i].tokens.begin(), want[i].tokens.end());
+    for (int t = 0; t < 3; ++t) c.prompt.push_back((t * 7 + static_cast<int>(i) + 11) % n_vocab);
+    c.seed += 1000;
+    if (static_cast<int32_t>(c.prompt.size()) + c.max_tokens >= max_context) continue;
+    out.push_back(c);
+    source->push_back(i);
+  }
+  return out;
+}
+
+ServingOptions Options(const std::string& path) {
+  ServingOptions o;
+  o.model = path;
+  o.mode = EngineMode::kServer;
+  o.max_sequences = 16;
+  o.max_context = 128;
+  o.prefill_chunk = kPrefillChunk;
+  return o;
+}
+
+// A victim (lowest priority) runs alone for 20+ tokens, then an older request arrives whose
+// blocks and the victim's do not fit together: the victim is preempted with many generated
+// tokens, recomputed later (its prompt and generated tokens in prefill chunks).
+void CheckLatePreemption(engine::LoadedModel& lm, const std::string& path, float temperature) {
+  const int32_t n_vocab = static_cast<int32_t>(lm.model->config().n_vocab);
+  Case victim{{}, temperature, 7, 100};
+  for (int t = 0; t < 3; ++t) victim.prompt.push_back((t * 13 + 3) % n_vocab);
+  Case older{{}, 0.0f, 8, 40};
+  for (int t = 0; t < 70; ++t) older.prompt.push_back((t * 29 + 1) % n_vocab);
+  const Result want_victim = Oracle(lm, victim), want_older = Oracle(lm, older);
+
+  ServingOptions o = Options(path);
+  o.kv_memory_bytes = static_cast<int64_t>(7 * kBlockTokens * lm.model->KvBytesPerToken());
+  auto eng = ServingEngine::Start(o);
+  ASSERT_TRUE(eng.ok()) << eng.status().ToString();
+  CompletionRequest rv = ToRequest(victim);
+  rv.priority = 1;
+  auto sv = (*eng)->Submit(rv);
+  ASSERT_TRUE(sv.ok()) << sv.status().ToString();
+  Result got_victim;
+  bool done = false;
+  while (!done && got_victim.tokens.size() < 20) {
+    std::optional<StreamEvent> e = (*sv)->Next(std::chrono::milliseconds(120000));
+    ASSERT_TRUE(e.has_value()) << "victim timed out";
+    done = AddEvent(*e, got_victim);
+  }
+  ASSERT_FALSE(done) << "the victim finished before the older request came";
+  auto so = (*eng)->Submit(ToRequest(older));
+  ASSERT_TRUE(so.ok()) << so.status().ToString();
+  got_victim = Collect(**sv, got_victim);
+  const Result got_older = Collect(**so);
+  const std::string what =
+      std::string("late preemption, ") + (temperature > 0 ? "seeded" : "greedy");
+  ExpectSame(got_victim, want_victim, what + " victim");
+  ExpectSame(got_older, want_older, what + " older");
+  const EngineMetrics m = WaitIdle(**eng, 2);
+  EXPECT_GT(m.preemptions, 0) << what;
+}
+
 void CheckModel(const std::string& path, int n_cases, int32_t max_tokens, int64_t tight_kv_tokens) {
   model::LoadOptions lo;
   lo.n_ctx = 256;
@@ -123,33 +241,58 @@ void CheckModel(const std::string& path, int n_cases, int32_t max_tokens, int64_
   const int32_t n_vocab = static_cast<int32_t>((*lm)->model->config().n_vocab);
   const size_t bytes_per_token = (*lm)->model->KvBytesPerToken();
   const std::vector<Case> cases = Cases(n_cases, n_vocab, max_tokens);
-  std::vector<std::vector<int32_t>> want;
+  std::vector<Result> want;
   for (const Case& c : cases) want.push_back(Oracle(**lm, c));
-
-  ServingOptions o;
-  o.model = path;
-  o.mode = EngineMode::kServer;
-  o.max_sequences = 16;
-  o.max_context = 128;
-  o.prefill_chunk = 32;
-  {  // Alone, one request at a time.
+  ServingOptions o = Options(path);
+  std::vector<size_t> source;
+  const std::vector<Case> conts = Continuations(cases, want, n_vocab, o.max_context, &source);
+  std::vector<Result> want_conts;
+  for (const Case& c : conts) want_conts.push_back(Oracle(**lm, c));
+  auto label = [&](const char* what, size_t i) {
+    return std::string(what) + ", case " + std::to_string(i) + " (" +
+           std::to_string(cases[i].prompt.size()) + " prompt tokens, " +
+           (cases[i].temperature > 0 ? "seeded" : "greedy") + ")";
+  };
+  {  // Alone, one request at a time: prompts over 32 tokens end with a one-token chunk.
     auto eng = ServingEngine::Start(o);
     ASSERT_TRUE(eng.ok()) << eng.status().ToString();
     for (size_t i = 0; i < cases.size(); ++i) {
       auto s = (*eng)->Submit(ToRequest(cases[i]));
       ASSERT_TRUE(s.ok());
-      Result r = Collect(**s);
-      EXPECT_EQ(r.tokens, want[i]) << "alone, case " << i;
-      EXPECT_EQ(r.finish, "length");
+      ExpectSame(Collect(**s), want[i], label("alone", i));
     }
-    // All together (ragged batches, chunked prefill mixed with decodes); prefix cache warm.
+    // All together (ragged batches, chunked prefill mixed with decodes); the prefix cache holds
+    // the first round's blocks, so the 17/33/49/65-token prompts compute one token.
     std::vector<Result> together = RunConcurrently(**eng, cases);
+    int64_t hits = 0;
     for (size_t i = 0; i < cases.size(); ++i) {
-      EXPECT_EQ(together[i].tokens, want[i]) << "batched, case " << i;
+      ExpectSame(together[i], want[i], label("batched, cached prefix", i));
       EXPECT_EQ(together[i].usage.prompt_tokens, static_cast<int32_t>(cases[i].prompt.size()));
+      const int32_t n_prompt = static_cast<int32_t>(cases[i].prompt.size());
+      if (n_prompt % kBlockTokens == 1 && n_prompt > 1) {
+        EXPECT_EQ(together[i].usage.cached_tokens, n_prompt - 1)
+            << label("one token to compute", i);
+      }
+      hits += together[i].usage.cached_tokens;
     }
-    EngineMetrics m = WaitIdle(**eng, 2 * n_cases);
-    EXPECT_GT(m.prefix_cache_hit_tokens, 0);  // the second round hit the first round's blocks
+    EXPECT_GT(hits, 0);  // the second round hit the first round's blocks
+    // Follow-up prompts over cached blocks that hold generated tokens. Where the model's
+    // numbers depend on the row order, only the blocks inside the first prompt are reused
+    // (generated tokens were computed alone, the follow-up's prompt rows in a batch); else
+    // every full block the first request computed.
+    const bool uses_orders = (*lm)->model->UsesRowOrders();
+    std::vector<Result> got_conts = RunConcurrently(**eng, conts);
+    for (size_t i = 0; i < conts.size(); ++i) {
+      const std::string what = "continuation " + std::to_string(i) + " (" +
+                               std::to_string(conts[i].prompt.size()) + " prompt tokens)";
+      ExpectSame(got_conts[i], want_conts[i], what);
+      const int32_t n_first = static_cast<int32_t>(cases[source[i]].prompt.size());
+      const int32_t n_computed = n_first + static_cast<int32_t>(want[source[i]].tokens.size()) - 1;
+      const int32_t n_reusable = uses_orders ? n_first : n_computed;
+      EXPECT_EQ(got_conts[i].usage.cached_tokens, n_reusable / kBlockTokens * kBlockTokens)
+          << what;
+    }
+    EngineMetrics m = WaitIdle(**eng, 2 * cases.size() + conts.size());
     EXPECT_EQ(m.running, 0);
   }
   {  // A KV budget far too small for everyone: preemption by recompute.
@@ -157,16 +300,16 @@ void CheckModel(const std::string& path, int n_cases, int32_t max_tokens, int64_
     auto eng = ServingEngine::Start(o);
     ASSERT_TRUE(eng.ok()) << eng.status().ToString();
     std::vector<Result> got = RunConcurrently(**eng, cases);
-    for (size_t i = 0; i < cases.size(); ++i) {
-      EXPECT_EQ(got[i].tokens, want[i]) << "tight KV, case " << i;
-    }
-    EngineMetrics m = WaitIdle(**eng, n_cases);
+    for (size_t i = 0; i < cases.size(); ++i) ExpectSame(got[i], want[i], label("tight KV", i));
+    EngineMetrics m = WaitIdle(**eng, cases.size());
     EXPECT_GT(m.preemptions, 0);
-    EXPECT_EQ(m.requests_finished, n_cases);
+    EXPECT_EQ(m.requests_finished, static_cast<int64_t>(cases.size()));
     EXPECT_EQ(m.running, 0);
     // Only the prefix cache still holds blocks; nothing is held by a sequence.
     EXPECT_LE(m.kv_blocks_used, m.kv_blocks_total);
   }
+  CheckLatePreemption(**lm, path, 0.0f);
+  CheckLatePreemption(**lm, path, 0.9f);
 }
 
 TEST(EngineE2eTest, TinyLlamaDeterministicAloneBatchedPreemptedCached) {
@@ -175,6 +318,14 @@ TEST(EngineE2eTest, TinyLlamaDeterministicAloneBatchedPreemptedCached) {
 
 TEST(EngineE2eTest, TinyGemma3SlidingWindowDeterministic) {
   CheckModel(Tiny("gemma3.gguf"), 8, 20, 128);
+}
+
+// The general layer kernels (KILN_GGML_EXACT=0: no llama.cpp orders): every block is reused
+// whatever the role of its rows, so every op must be batch invariant.
+TEST(EngineE2eTest, TinyLlamaGeneralKernelsDeterministic) {
+  setenv("KILN_GGML_EXACT", "0", 1);
+  CheckModel(Tiny("llama3_tied.gguf"), 8, 20, 128);
+  unsetenv("KILN_GGML_EXACT");
 }
 
 TEST(EngineE2eTest, DefaultModelDeterministic) {

@@ -14,6 +14,8 @@ import tempfile
 
 import pytest
 
+from schema_cases import closed_object, tree
+
 jsonschema = pytest.importorskip("jsonschema")
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -33,62 +35,35 @@ def _driver():
 
 
 SCHEMAS = {
-    "person": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "maxLength": 20},
-            "age": {"type": "integer", "minimum": 0, "maximum": 150},
-            "email": {"type": "string", "format": "email"},
-            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
-            "role": {"enum": ["admin", "user", "guest"]},
-        },
-        "required": ["name", "age"],
-        "additionalProperties": False,
-    },
-    "nested": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "when": {"type": "string", "format": "date"},
-            "at": {"type": "string", "format": "date-time"},
-            "point": {"type": "object", "properties": {"x": {"type": "number"}, "y": {"type": "number"}},
-                      "required": ["x", "y"], "additionalProperties": False},
-            "flag": {"type": ["boolean", "null"]},
-        },
-        "required": ["id", "point"],
-        "additionalProperties": False,
-    },
-    "recursive": {
-        "$defs": {"node": {"type": "object",
-                           "properties": {"v": {"type": "integer"},
-                                          "kids": {"type": "array", "items": {"$ref": "#/$defs/node"},
-                                                   "maxItems": 2}},
-                           "required": ["v"], "additionalProperties": False}},
-        "$ref": "#/$defs/node",
-    },
-    "patterns": {
-        "type": "object",
-        "properties": {
-            "zip": {"type": "string", "pattern": "^[0-9]{5}(-[0-9]{4})?$"},
-            "code": {"type": "string", "pattern": "^[A-Z]{2,3}-\\d+$"},
-            "pet": {"type": "string", "pattern": "^(cat|dog)s?$"},
-        },
-        "required": ["zip", "code", "pet"],
-        "additionalProperties": False,
-    },
+    "person": closed_object({
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "email": {"type": "string", "format": "email"},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        "role": {"enum": ["admin", "user", "guest"]},
+    }, required=["name", "age"]),
+    "nested": closed_object({
+        "id": {"type": "string", "format": "uuid"},
+        "when": {"type": "string", "format": "date"},
+        "at": {"type": "string", "format": "date-time"},
+        "point": closed_object({"x": {"type": "number"}, "y": {"type": "number"}}),
+        "flag": {"type": ["boolean", "null"]},
+    }, required=["id", "point"]),
+    "recursive": tree({"type": "integer"}),
+    "patterns": closed_object({
+        "zip": {"type": "string", "pattern": "^[0-9]{5}(-[0-9]{4})?$"},
+        "code": {"type": "string", "pattern": "^[A-Z]{2,3}-\\d+$"},
+        "pet": {"type": "string", "pattern": "^(cat|dog)s?$"},
+    }),
     "tool_call": {
         "anyOf": [
-            {"type": "object", "properties": {"name": {"const": "get_weather"},
-                                              "arguments": {"type": "object",
-                                                            "properties": {"city": {"type": "string"},
-                                                                           "unit": {"enum": ["c", "f"]}},
-                                                            "required": ["city"]}},
-             "required": ["name", "arguments"], "additionalProperties": False},
-            {"type": "object", "properties": {"name": {"const": "search"},
-                                              "arguments": {"type": "object",
-                                                            "properties": {"q": {"type": "string"}},
-                                                            "required": ["q"], "additionalProperties": False}},
-             "required": ["name", "arguments"], "additionalProperties": False},
+            closed_object({"name": {"const": "get_weather"},
+                           "arguments": {"type": "object",
+                                         "properties": {"city": {"type": "string"},
+                                                        "unit": {"enum": ["c", "f"]}},
+                                         "required": ["city"]}}),
+            closed_object({"name": {"const": "search"},
+                           "arguments": closed_object({"q": {"type": "string"}})}),
         ]
     },
     "json_object": {"type": "object"},

@@ -8,23 +8,12 @@ import time
 import pytest
 
 from kiln_env import kiln
-from test_server_util import (SERVER_MODEL, get, metrics, post, request, running_server,
-                              stream, validate)
+from test_server_util import (SERVER_MODEL, client, get, metrics, post, request,  # noqa: F401
+                              running_server, srv, stream, validate)
 
 openai = pytest.importorskip("openai")
 
 MSG = [{"role": "user", "content": "Name three colours."}]
-
-
-@pytest.fixture(scope="module")
-def srv():
-    with running_server() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(srv):
-    return openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", timeout=120, max_retries=0)
 
 
 def raw(srv, path, body, **kw):

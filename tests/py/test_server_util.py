@@ -78,6 +78,20 @@ def running_server(*extra: str, **kw):
         assert code == 0, f"kiln serve exited with {code}"
 
 
+# Module-scoped fixtures shared by the server test modules (import them by name: pytest finds a
+# fixture in the module's namespace): one default `kiln serve` per module and an `openai` client.
+@pytest.fixture(scope="module")
+def srv():
+    with running_server() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(srv):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", timeout=300, max_retries=0)
+
+
 def _convert_nullable(node):
     """OpenAPI's `nullable: true` → JSON Schema's anyOf [..., {"type": "null"}]."""
     if isinstance(node, list):

@@ -15,6 +15,7 @@ import re
 import pytest
 
 from kiln_env import MODELS, ROOT, kiln, require
+from schema_cases import closed_object, tree
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -23,82 +24,40 @@ TINY_MODELS = ["llama3_tied", "qwen2", "gemma3", "mistral"]
 DEFAULT = MODELS / "default.gguf"
 
 SCHEMAS = {
-    "nested": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "maxLength": 24},
-            "address": {
-                "type": "object",
-                "properties": {"city": {"type": "string", "maxLength": 20},
-                               "zip": {"type": "string", "pattern": "^[0-9]{5}$"}},
-                "required": ["city", "zip"],
-                "additionalProperties": False,
-            },
-            "active": {"type": "boolean"},
-        },
-        "required": ["name", "address", "active"],
-        "additionalProperties": False,
-    },
-    "array_bounds": {
-        "type": "object",
-        "properties": {
-            "scores": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 100},
-                       "minItems": 2, "maxItems": 4},
-            "pair": {"type": "array", "prefixItems": [{"type": "string", "maxLength": 6},
-                                                      {"type": "boolean"}],
-                     "items": False, "minItems": 2},
-        },
-        "required": ["scores", "pair"],
-        "additionalProperties": False,
-    },
-    "enums": {
-        "type": "object",
-        "properties": {
-            "color": {"enum": ["red", "green", "blue"]},
-            "size": {"enum": [1, 2, 3, None]},
-            "kind": {"const": "shirt"},
-        },
-        "required": ["color", "size", "kind"],
-        "additionalProperties": False,
-    },
-    "recursive": {
-        "$defs": {"node": {"type": "object",
-                           "properties": {"v": {"type": "integer", "minimum": -9, "maximum": 9},
-                                          "kids": {"type": "array", "items": {"$ref": "#/$defs/node"},
-                                                   "maxItems": 2}},
-                           "required": ["v"], "additionalProperties": False}},
-        "$ref": "#/$defs/node",
-    },
-    "patterns": {
-        "type": "object",
-        "properties": {
-            "code": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3}$"},
-            "slug": {"type": "string", "pattern": "^[a-z]+(-[a-z]+){0,2}$"},
-        },
-        "required": ["code", "slug"],
-        "additionalProperties": False,
-    },
-    "formats": {
-        "type": "object",
-        "properties": {
-            "day": {"type": "string", "format": "date"},
-            "id": {"type": "string", "format": "uuid"},
-            "email": {"type": "string", "format": "email"},
-        },
-        "required": ["day", "id", "email"],
-        "additionalProperties": False,
-    },
-    "integers": {
-        "type": "object",
-        "properties": {
-            "year": {"type": "integer", "minimum": 1900, "maximum": 2100},
-            "delta": {"type": "integer", "exclusiveMinimum": -50, "exclusiveMaximum": 50},
-            "count": {"type": "integer", "minimum": 0},
-            "ratio": {"type": ["number", "null"]},
-        },
-        "required": ["year", "delta", "count", "ratio"],
-        "additionalProperties": False,
-    },
+    "nested": closed_object({
+        "name": {"type": "string", "maxLength": 24},
+        "address": closed_object({"city": {"type": "string", "maxLength": 20},
+                                  "zip": {"type": "string", "pattern": "^[0-9]{5}$"}}),
+        "active": {"type": "boolean"},
+    }),
+    "array_bounds": closed_object({
+        "scores": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 100},
+                   "minItems": 2, "maxItems": 4},
+        "pair": {"type": "array", "prefixItems": [{"type": "string", "maxLength": 6},
+                                                  {"type": "boolean"}],
+                 "items": False, "minItems": 2},
+    }),
+    "enums": closed_object({
+        "color": {"enum": ["red", "green", "blue"]},
+        "size": {"enum": [1, 2, 3, None]},
+        "kind": {"const": "shirt"},
+    }),
+    "recursive": tree({"type": "integer", "minimum": -9, "maximum": 9}),
+    "patterns": closed_object({
+        "code": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3}$"},
+        "slug": {"type": "string", "pattern": "^[a-z]+(-[a-z]+){0,2}$"},
+    }),
+    "formats": closed_object({
+        "day": {"type": "string", "format": "date"},
+        "id": {"type": "string", "format": "uuid"},
+        "email": {"type": "string", "format": "email"},
+    }),
+    "integers": closed_object({
+        "year": {"type": "integer", "minimum": 1900, "maximum": 2100},
+        "delta": {"type": "integer", "exclusiveMinimum": -50, "exclusiveMaximum": 50},
+        "count": {"type": "integer", "minimum": 0},
+        "ratio": {"type": ["number", "null"]},
+    }),
 }
 
 PROMPTS = {

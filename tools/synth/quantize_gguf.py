@@ -6,7 +6,9 @@
 "Pure" quantization: every 2-D weight (including the tied token embedding, which is also the
 output head) gets the target type; 1-D tensors (norms, biases, rope factors) stay F32. This
 differs from llama-quantize's default mix, which keeps the output head / tied embedding at
-Q6_K for Q4_0 files (its `--pure` flag gives what this script writes).
+Q6_K for Q4_0 files, or Q8_0 where its rows are not a multiple of 256 as in SmolLM2 (its `--pure`
+flag gives what this script writes; tools/synth/llama_quantize.py --pure writes byte-identical
+tensors, tests/py/test_synth_tools.py).
 
 Quantizers: the gguf package's numpy Q8_0/Q4_0 (gguf.quants). tests/py/test_fixtures.py checks
 they are bit-identical to ggml's quantize_row_q8_0_ref / quantize_row_q4_0_ref (which

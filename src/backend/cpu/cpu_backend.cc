@@ -98,6 +98,8 @@ class CpuBackend final : public Backend {
     if (layer_.rope == nullptr) layer_.rope = ref.rope;
     if (layer_.gated_activation == nullptr) layer_.gated_activation = ref.gated_activation;
     if (layer_.add == nullptr) layer_.add = ref.add;
+    if (layer_.ggml_attention == nullptr) layer_.ggml_attention = ref.ggml_attention;
+    if (layer_.ggml_swiglu == nullptr) layer_.ggml_swiglu = ref.ggml_swiglu;
   }
 
   Status CheckWeightType(DType dtype) const override {
@@ -209,15 +211,19 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // KILN_GGML_EXACT=0 keeps the table's layer kernels for GGUF models too (benchmarks of
-  // the SIMD layer ops; the llama.cpp-exact ones are scalar for now).
+  // KILN_GGML_EXACT=0 keeps the table's general layer kernels for GGUF models too (their
+  // results stay within float ulps of llama.cpp's, not bit for bit).
   void SetGgmlExact(bool on) override {
     const char* env = std::getenv("KILN_GGML_EXACT");
     ggml_exact_ = on && !(env != nullptr && std::string(env) == "0");
   }
+  bool UsesRowOrders() const override { return ggml_exact_; }
 
   void Attention(const float* q, int64_t n_tokens, const int32_t* positions, const KvView& kv,
                  const AttentionParams& p, float* out) override;
+  void AttentionBatch(const float* q, const int32_t* positions, const AttentionSeq* seqs,
+                      int n_seqs, const KvView& kv, const AttentionParams& p,
+                      float* out) override;
 
   void GatedActivation(Activation act, const float* gate, const float* up, int64_t n,
                        float* out) override {
@@ -226,7 +232,7 @@ class CpuBackend final : public Backend {
     const bool ggml_silu = ggml_exact_ && act == Activation::kSilu;
     ParallelFor(pool_, 0, static_cast<size_t>(n), 4096, [&](size_t b, size_t e) {
       const int64_t len = static_cast<int64_t>(e - b);
-      if (ggml_silu) return kernels::ggml::SwiGlu(gate + b, up + b, len, out + b);
+      if (ggml_silu) return layer_.ggml_swiglu(gate + b, up + b, len, out + b);
       fn(act, gate + b, up + b, len, out + b);
     });
   }
@@ -248,8 +254,9 @@ class CpuBackend final : public Backend {
   static void Rows(const kernels::TypeKernels& k, const MatMulOut& o, const uint8_t* act,
                    size_t act_row_bytes, int64_t n_tokens, int64_t r0, int64_t r1) {
     const Matrix& w = *o.w;
-    if (k.gemm != nullptr && n_tokens > 1) {
-      // Tiled kernel: bit-identical to vec_dot per (row, token) by the table's contract.
+    if (k.gemm != nullptr) {
+      // Tiled kernel (one token: the table's multi-row matrix × vector): bit-identical to
+      // vec_dot per (row, token) by the table's contract.
       k.gemm(w.data, w.row_bytes, act, act_row_bytes, n_tokens, w.cols, o.out, w.rows, r0, r1);
       if (o.bias == nullptr) return;
       for (int64_t t = 0; t < n_tokens; ++t) {
@@ -278,33 +285,65 @@ class CpuBackend final : public Backend {
 
 void CpuBackend::Attention(const float* q, int64_t n_tokens, const int32_t* positions,
                            const KvView& kv, const AttentionParams& p, float* out) {
-    ScopedOp timer(profile_, Op::kAttention);
+  const AttentionSeq seq{0, n_tokens, kv.block_ids};
+  AttentionBatch(q, positions, &seq, 1, kv, p, out);
+}
+
+// Work item = a tile of one sequence's tokens × a run of heads of one kv head's group. Prefill
+// shares each K/V row across up to kAttentionTileRows query rows; when the whole batch has few
+// items (decode of few sequences) the group is split so every thread gets work. The items of
+// all sequences go to one ParallelFor.
+void CpuBackend::AttentionBatch(const float* q, const int32_t* positions, const AttentionSeq* seqs,
+                                int n_seqs, const KvView& kv, const AttentionParams& p,
+                                float* out) {
+  ScopedOp timer(profile_, Op::kAttention);
   KILN_CHECK(p.n_heads_kv > 0 && p.n_heads % p.n_heads_kv == 0) << p.n_heads << "/" << p.n_heads_kv;
   KILN_CHECK(p.head_dim == kv.head_dim) << p.head_dim << " vs " << kv.head_dim;
   const int group = p.n_heads / p.n_heads_kv;
-  // Work item = a tile of tokens × a run of heads of one kv head's group. Prefill shares each
-  // K/V row across up to kAttentionTileRows query rows; decode (few items) splits the group
-  // so every thread gets work.
-  const int tile_tok = static_cast<int>(std::clamp<int64_t>(kAttentionTileRows / group, 1, n_tokens));
-  const int64_t n_tiles = (n_tokens + tile_tok - 1) / tile_tok;
+  const int tile_cap = std::max(1, kAttentionTileRows / group);
+  int64_t total_tiles = 0;
+  for (int s = 0; s < n_seqs; ++s) {
+    KILN_CHECK(seqs[s].end > seqs[s].begin) << "empty attention sequence";
+    const int64_t n = seqs[s].end - seqs[s].begin;
+    const int64_t tile_tok = std::min<int64_t>(tile_cap, n);
+    total_tiles += (n + tile_tok - 1) / tile_tok;
+  }
   const int n_threads = pool_ != nullptr ? pool_->NumThreads() : 1;
-  const int heads_per_item = n_tiles * p.n_heads_kv >= 4 * n_threads ? group : 1;
+  const int heads_per_item = total_tiles * p.n_heads_kv >= 4 * n_threads ? group : 1;
   const int splits = group / heads_per_item;
   const size_t per_rank = static_cast<size_t>(p.n_heads_kv) * splits;
+  // item_end[s]: one past sequence s's last item.
+  thread_local std::vector<size_t> item_end;
+  item_end.resize(n_seqs);
+  size_t n_items = 0;
+  for (int s = 0; s < n_seqs; ++s) {
+    const int64_t n = seqs[s].end - seqs[s].begin;
+    const int64_t tile_tok = std::min<int64_t>(tile_cap, n);
+    n_items += static_cast<size_t>((n + tile_tok - 1) / tile_tok) * per_rank;
+    item_end[s] = n_items;
+  }
+  const size_t* ends = item_end.data();
   const size_t q_row = static_cast<size_t>(p.n_heads) * p.head_dim;
   const kernels::AttentionFn fn = layer_.attention;
-  ParallelFor(pool_, 0, static_cast<size_t>(n_tiles) * per_rank, 1, [&](size_t i0, size_t i1) {
+  ParallelFor(pool_, 0, n_items, 1, [&](size_t i0, size_t i1) {
     // Sized once per thread for the planned context, then reused.
     thread_local std::vector<float> scratch;
+    int s = static_cast<int>(std::upper_bound(ends, ends + n_seqs, i0) - ends);
     for (size_t i = i0; i < i1; ++i) {
+      while (i >= ends[s]) ++s;
+      const AttentionSeq& seq = seqs[s];
+      const int64_t n_tokens = seq.end - seq.begin;
+      const int tile_tok = static_cast<int>(std::min<int64_t>(tile_cap, n_tokens));
+      const int64_t n_tiles = (n_tokens + tile_tok - 1) / tile_tok;
+      const size_t local = i - (s == 0 ? 0 : ends[s - 1]);
       // Tile ranks alternate cheap (early) and costly (late, causal) tiles so a contiguous
       // split of the items gives every thread a similar share of the work.
-      const int64_t rank = static_cast<int64_t>(i / per_rank);
+      const int64_t rank = static_cast<int64_t>(local / per_rank);
       const int64_t tile = rank % 2 == 0 ? rank / 2 : n_tiles - 1 - rank / 2;
-      const int kv_head = static_cast<int>(i % per_rank) / splits;
-      const int head0 = kv_head * group + static_cast<int>(i % per_rank) % splits * heads_per_item;
-      const int64_t t0 = tile * tile_tok;
-      const int n_tok = static_cast<int>(std::min<int64_t>(tile_tok, n_tokens - t0));
+      const int kv_head = static_cast<int>(local % per_rank) / splits;
+      const int head0 = kv_head * group + static_cast<int>(local % per_rank) % splits * heads_per_item;
+      const int64_t t0 = seq.begin + tile * tile_tok;  // batch row of the tile's first token
+      const int n_tok = static_cast<int>(std::min<int64_t>(tile_tok, seq.end - t0));
       int32_t begin[kAttentionTileRows], end[kAttentionTileRows];
       int32_t lo = INT32_MAX, hi = 0;
       for (int t = 0; t < n_tok; ++t) {
@@ -319,6 +358,8 @@ void CpuBackend::Attention(const float* q, int64_t n_tokens, const int32_t* posi
         scratch.resize(std::max(need, kernels::AttentionScratchFloats(
                                           kAttentionTileRows, max_positions_ + tile_tok, p.head_dim)));
       }
+      KvView view = kv;
+      view.block_ids = seq.block_ids;
       kernels::AttentionBlock b;
       b.q = q + t0 * q_row + static_cast<size_t>(head0) * p.head_dim;
       b.out = out + t0 * q_row + static_cast<size_t>(head0) * p.head_dim;
@@ -330,10 +371,27 @@ void CpuBackend::Attention(const float* q, int64_t n_tokens, const int32_t* posi
       b.kv_head = kv_head;
       b.scale = p.scale;
       b.round_qp = p.round_qp_to_kv_dtype;
-      if (ggml_exact_ && kv.dtype == DType::kF16) {
-        kernels::ggml::AttentionRows(b, kv, /*batched=*/n_tokens >= 2);  // llama.cpp's path
-      } else {
-        fn(b, kv, scratch.data(), scratch.size());
+      if (!(ggml_exact_ && kv.dtype == DType::kF16)) {
+        fn(b, view, scratch.data(), scratch.size());
+        continue;
+      }
+      // llama.cpp's path, one run of rows of equal order (AttentionParams::row_orders) at a time.
+      auto order_of = [&](int t) {
+        if (p.row_orders != nullptr) return p.row_orders[t0 + t];
+        return n_tokens >= 2 ? RowOrder::kBatched : RowOrder::kSingle;
+      };
+      for (int r0 = 0; r0 < n_tok;) {
+        const RowOrder order = order_of(r0);
+        int r1 = r0 + 1;
+        while (r1 < n_tok && order_of(r1) == order) ++r1;
+        kernels::AttentionBlock run = b;
+        run.q += r0 * q_row;
+        run.out += r0 * q_row;
+        run.n_tok = r1 - r0;
+        run.pos_begin = begin + r0;
+        run.pos_end = end + r0;
+        layer_.ggml_attention(run, view, order == RowOrder::kBatched, scratch.data(), scratch.size());
+        r0 = r1;
       }
     }
   });

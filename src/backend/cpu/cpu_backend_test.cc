@@ -9,6 +9,7 @@
 #include "backend/backend.h"
 #include "kernels/kernel_table.h"
 #include "kernels/quant.h"
+#include "tensor/fp16.h"
 
 namespace kiln::backend {
 namespace {
@@ -141,6 +142,52 @@ TEST(CpuBackendTest, AttentionAppliesCausalityWindowAndGqa) {
           for (int j = 0; j < n_pos; ++j) want += w[j] / sum * v[(j * n_kv + kh) * d + i];
           EXPECT_NEAR(out[(t * n_heads + h) * d + i], want, 1e-5) << window << " " << t << " " << h;
         }
+      }
+    }
+  }
+}
+
+// A ragged batch of three paged sequences in one AttentionBatch call equals each sequence's
+// Attention alone, bit for bit, for the general kernels and llama.cpp's (f16 KV, exact on).
+TEST(CpuBackendTest, AttentionBatchEqualsEachSequenceAlone) {
+  const int n_heads = 6, n_kv = 2, d = 64, block = 4, n_slots = 64;
+  std::vector<uint16_t> k(n_slots * n_kv * d), v(n_slots * n_kv * d);
+  const auto kf = RandomVec(k.size(), 11), vf = RandomVec(v.size(), 12);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = Fp32ToFp16(kf[i]), v[i] = Fp32ToFp16(vf[i]);
+  KvView kv{DType::kF16, reinterpret_cast<const uint8_t*>(k.data()),
+            reinterpret_cast<const uint8_t*>(v.data()), size_t(n_kv) * d * 2, d};
+  kv.block_tokens = block;
+  // Sequence 0: a 5-token prefill chunk at positions 6..10; 1 and 2: one decode token each.
+  const std::vector<int32_t> tables[] = {{3, 9, 1}, {0, 5, 7, 2, 8}, {15, 4}};
+  const std::vector<int32_t> positions = {6, 7, 8, 9, 10, 17, 5};
+  const AttentionSeq seqs[] = {{0, 5, tables[0].data()}, {5, 6, tables[1].data()},
+                               {6, 7, tables[2].data()}};
+  const std::vector<RowOrder> orders = {RowOrder::kBatched, RowOrder::kBatched, RowOrder::kBatched,
+                                        RowOrder::kBatched, RowOrder::kSingle, RowOrder::kSingle,
+                                        RowOrder::kSingle};
+  const auto q = RandomVec(positions.size() * n_heads * d, 13);
+  const size_t q_row = size_t(n_heads) * d;
+  for (bool exact : {false, true}) {
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      auto be = MakeCpuBackend(&pool, kernels::ActiveKernelTable());
+      be->SetGgmlExact(exact);
+      AttentionParams p{n_heads, n_kv, d, 0, 0.125f, /*round_qp_to_kv_dtype=*/true, orders.data()};
+      std::vector<float> batch(q.size(), -1.0f), alone(q.size(), -2.0f);
+      be->AttentionBatch(q.data(), positions.data(), seqs, 3, kv, p, batch.data());
+      for (const AttentionSeq& s : seqs) {
+        KvView view = kv;
+        view.block_ids = s.block_ids;
+        AttentionParams ps = p;
+        ps.row_orders = orders.data() + s.begin;
+        be->Attention(q.data() + s.begin * q_row, s.end - s.begin, positions.data() + s.begin,
+                      view, ps, alone.data() + s.begin * q_row);
+      }
+      for (size_t i = 0; i < q.size(); ++i) {
+        uint32_t a, b;
+        std::memcpy(&a, &batch[i], 4);
+        std::memcpy(&b, &alone[i], 4);
+        ASSERT_EQ(a, b) << "exact=" << exact << " threads=" << threads << " i=" << i;
       }
     }
   }

@@ -2,6 +2,9 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
 #endif
 
 namespace kiln::kernels::cpu {
@@ -37,6 +40,17 @@ CpuFeatures Detect() {
   f.avx2 = os_ymm && avx2 && fma && f16c;
   f.avx512 = f.avx2 && os_zmm && avx512f && avx512dq && avx512bw && avx512vl && avx512vnni;
   f.avx512_bf16 = f.avx512 && Bit(eax1, 5);
+  return f;
+}
+
+#elif defined(__aarch64__) && defined(__linux__)
+
+// The kernel reports what user space may run in the auxiliary vector.
+CpuFeatures Detect() {
+  CpuFeatures f;
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  f.neon = (hwcap & HWCAP_ASIMD) != 0;
+  f.neon_dotprod = f.neon && (hwcap & HWCAP_ASIMDDP) != 0;
   return f;
 }
 

@@ -9,9 +9,11 @@ struct CpuFeatures {
   bool avx2 = false;       // AVX2 + FMA + F16C, with OS-saved YMM state
   bool avx512 = false;     // AVX-512 F/BW/VL/DQ + VNNI, with OS-saved ZMM/opmask state
   bool avx512_bf16 = false;
+  bool neon = false;          // AArch64 Advanced SIMD (HWCAP_ASIMD)
+  bool neon_dotprod = false;  // + SDOT/UDOT (HWCAP_ASIMDDP, ARMv8.2 dotprod)
 };
 
-// Computed on first call; all false on non-x86 builds.
+// Computed on first call; the x86 fields are false on AArch64 and the ARM ones on x86.
 const CpuFeatures& GetCpuFeatures();
 
 }  // namespace kiln::kernels::cpu

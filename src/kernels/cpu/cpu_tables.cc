@@ -1,5 +1,6 @@
-// The x86 tables (avx2, avx512) assembled from the ISA directories' kernels. This file is
-// compiled without ISA flags: it only takes addresses; the CPU check decides what may run.
+// The CPU tables (x86: avx2, avx512; AArch64: neon, neon_dotprod) assembled from the ISA
+// directories' kernels. This file is compiled without ISA flags: it only takes addresses;
+// the CPU check decides what may run.
 #include "kernels/cpu/cpu_tables.h"
 
 #include "kernels/cpu/cpu_features.h"
@@ -7,6 +8,9 @@
 #if defined(KILN_KERNELS_X86)
 #include "kernels/cpu/x86/isa_kernels.h"
 #include "kernels/cpu/x86/layer_kernels.h"
+#endif
+#if defined(KILN_KERNELS_NEON)
+#include "kernels/cpu/neon/neon_kernels.h"
 #endif
 
 namespace kiln::kernels::cpu {
@@ -49,7 +53,8 @@ KernelTable MakeAvx2() {
   SetDotTypes(t);
   namespace ISA = ::kiln::kernels::avx2;
   KILN_X86_DOT_TYPES(KILN_SET_DOT)
-  t.layer = {ISA::Attention, ISA::RmsNorm, ISA::Rope, ISA::GatedActivation, ISA::Add};
+  t.layer = {ISA::Attention, ISA::RmsNorm,    ISA::Rope,      ISA::GatedActivation,
+             ISA::Add,       ISA::GgmlAttention, ISA::GgmlSwiGlu};
   return t;
 }
 
@@ -59,7 +64,8 @@ KernelTable MakeAvx512() {
   SetDotTypes(t);
   namespace ISA = ::kiln::kernels::avx512;
   KILN_X86_DOT_TYPES(KILN_SET_DOT)
-  t.layer = {ISA::Attention, ISA::RmsNorm, ISA::Rope, ISA::GatedActivation, ISA::Add};
+  t.layer = {ISA::Attention, ISA::RmsNorm,    ISA::Rope,      ISA::GatedActivation,
+             ISA::Add,       ISA::GgmlAttention, ISA::GgmlSwiGlu};
   return t;
 }
 
@@ -69,6 +75,60 @@ std::vector<const KernelTable*> MakeCompiled() {
   static const KernelTable avx2 = MakeAvx2();
   static const KernelTable avx512 = MakeAvx512();
   return {&avx2, &avx512};
+}
+
+#elif defined(KILN_KERNELS_NEON)
+
+// The AArch64 tables (kernels/cpu/neon): neon_dotprod differs from neon only in the integer
+// dot products of the quantized types. The ggml-exact layer ops stay null: dispatch fills
+// them from ref.
+KernelTable MakeNeon(bool dotprod) {
+  KernelTable t;
+  t.isa = dotprod ? "neon_dotprod" : "neon";
+  namespace N = ::kiln::kernels::neon;
+  struct Row {
+    DType weight, dot;
+    QuantizeRowFn quantize;
+  };
+  const Row rows[] = {
+      {DType::kF32, DType::kF32, N::CopyF32},        {DType::kF16, DType::kF16, N::QuantizeF16},
+      {DType::kBF16, DType::kBF16, N::QuantizeBF16}, {DType::kQ4_0, DType::kQ8_0, N::QuantizeQ8_0},
+      {DType::kQ5_0, DType::kQ8_0, N::QuantizeQ8_0}, {DType::kQ8_0, DType::kQ8_0, N::QuantizeQ8_0},
+      {DType::kQ4_1, DType::kQ8_1, N::QuantizeQ8_1}, {DType::kQ5_1, DType::kQ8_1, N::QuantizeQ8_1},
+      {DType::kQ4_K, DType::kQ8_K, N::QuantizeQ8_K}, {DType::kQ5_K, DType::kQ8_K, N::QuantizeQ8_K},
+      {DType::kQ6_K, DType::kQ8_K, N::QuantizeQ8_K},
+  };
+  for (const Row& r : rows) {
+    t.For(r.weight).dot_type = r.dot;
+    t.For(r.weight).quantize_dot = r.quantize;
+  }
+#define KILN_SET_DOT(T)                                                   \
+  t.For(DType::k##T).vec_dot = ISA::VecDot##T;                           \
+  t.For(DType::k##T).gemm = ISA::Gemm##T;
+  {
+    namespace ISA = ::kiln::kernels::neon;
+    KILN_NEON_FLOAT_TYPES(KILN_SET_DOT)
+    if (!dotprod) {
+      KILN_NEON_QUANT_TYPES(KILN_SET_DOT)
+    }
+  }
+  if (dotprod) {
+    namespace ISA = ::kiln::kernels::neon_dotprod;
+    KILN_NEON_QUANT_TYPES(KILN_SET_DOT)
+  }
+#undef KILN_SET_DOT
+  t.layer.attention = N::Attention;
+  t.layer.rms_norm = N::RmsNorm;
+  t.layer.rope = N::Rope;
+  t.layer.gated_activation = N::GatedActivation;
+  t.layer.add = N::Add;
+  return t;
+}
+
+std::vector<const KernelTable*> MakeCompiled() {
+  static const KernelTable neon = MakeNeon(false);
+  static const KernelTable neon_dotprod = MakeNeon(true);
+  return {&neon, &neon_dotprod};
 }
 
 #else
@@ -85,6 +145,8 @@ bool Supported(const KernelTable& table) {
   const CpuFeatures& f = GetCpuFeatures();
   if (table.isa == "avx2") return f.avx2;
   if (table.isa == "avx512") return f.avx512;
+  if (table.isa == "neon") return f.neon;
+  if (table.isa == "neon_dotprod") return f.neon_dotprod;
   return false;
 }
 

@@ -1,4 +1,5 @@
-// Kernel micro-benchmarks: matrix × vector through vec_dot (decode; GB/s of weights read),
+// Kernel micro-benchmarks: matrix × vector (decode; GB/s of weights read; the table's gemm
+// with one token, as the CPU backend calls it, or vec_dot per row for ref),
 // gemm (prompt; GFLOP/s) per kernel table × weight type × model shape, and a STREAM-like
 // read bandwidth (1 and 2 threads) to express the matvec figures as a share of the roofline.
 //   kernels_bench --benchmark_filter='matvec/avx512/q4_0' --benchmark_repetitions=5
@@ -88,6 +89,11 @@ void BM_MatVec(benchmark::State& state, const KernelTable* table, DType type, Sh
   ThreadPool pool(n_threads);
   for (auto _ : state) {
     ParallelFor(&pool, 0, static_cast<size_t>(shape.rows), 64, [&](size_t r0, size_t r1) {
+      if (kn.gemm != nullptr) {  // one token: the table's multi-row matrix × vector tiles
+        kn.gemm(w.data.data(), w.row_bytes, a.data(), a_row_bytes, 1, shape.k, out.data(),
+                shape.rows, static_cast<int64_t>(r0), static_cast<int64_t>(r1));
+        return;
+      }
       for (size_t r = r0; r < r1; ++r) {
         out[r] = kn.vec_dot(w.data.as<uint8_t>() + r * w.row_bytes, a.data(), shape.k);
       }

@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/kernel_table.h"
@@ -247,42 +248,66 @@ TEST(KernelsCpu, VecDotExtremeQuantsDoNotSaturate) {
   }
 }
 
-TEST(KernelsCpu, GemmEqualsVecDotBitForBit) {
-  constexpr int64_t kRows = 37;
+// Batch invariance: every (row, token) value of gemm is the same table's vec_dot bit for bit,
+// whatever the number of tokens (1 = the multi-row matrix × vector path, then every token
+// tile size and remainder), the row range (tiles of several rows and leftover rows) and the
+// row length (blocks before/after the two-chain unroll). Outside its rows gemm writes nothing.
+void CheckGemmAgainstVecDot(const KernelTable& table, const TypeCase& tc, int64_t n,
+                            int64_t n_rows, int64_t row_begin, int64_t row_end,
+                            int64_t n_tokens, uint32_t seed) {
   constexpr float kSentinel = -12345.0f;
+  const TypeKernels& k = table.For(tc.type);
+  const size_t w_row = Bytes(tc.type, n), a_row = Bytes(k.dot_type, n);
+  Misaligned w(w_row * n_rows, 5), a(a_row * n_tokens, 11);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const std::vector<float> x = RandomRow(n, seed + 31 * r + 7, Pattern::kGaussian);
+    ref::QuantizeRow(tc.type, x.data(), w.data() + r * w_row, n);
+  }
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const std::vector<float> x = RandomRow(n, seed + 977 * t + 3, Pattern::kGaussian);
+    k.quantize_dot(x.data(), a.data() + t * a_row, n);
+  }
+  const int64_t out_stride = n_rows + 3;
+  std::vector<float> out(static_cast<size_t>(out_stride * n_tokens), kSentinel);
+  k.gemm(w.data(), w_row, a.data(), a_row, n_tokens, n, out.data(), out_stride, row_begin,
+         row_end);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t r = 0; r < out_stride; ++r) {
+      const float got = out[t * out_stride + r];
+      if (r < row_begin || r >= row_end) {
+        ASSERT_EQ(got, kSentinel) << Name(table, tc.type) << " wrote outside rows";
+        continue;
+      }
+      const float want = k.vec_dot(w.data() + r * w_row, a.data() + t * a_row, n);
+      ASSERT_EQ(std::memcmp(&got, &want, sizeof(float)), 0)
+          << Name(table, tc.type) << " n=" << n << " rows [" << row_begin << ", " << row_end
+          << ") tokens=" << n_tokens << " t=" << t << " r=" << r << " got=" << got
+          << " want=" << want;
+    }
+  }
+}
+
+TEST(KernelsCpu, GemmEqualsVecDotBitForBit) {
   for (const KernelTable* table : FastTables()) {
     for (const TypeCase& tc : kTypes) {
-      const TypeKernels& k = table->For(tc.type);
-      ASSERT_NE(k.gemm, nullptr) << Name(*table, tc.type);
+      ASSERT_NE(table->For(tc.type).gemm, nullptr) << Name(*table, tc.type);
       const int64_t block = Info(tc.type).block_elems;
-      const int64_t n = block == 1 ? 77 : 3 * block;
-      const size_t w_row = Bytes(tc.type, n), a_row = Bytes(k.dot_type, n);
-      for (int64_t n_tokens : {1, 3, 5, 9, 17}) {
-        Misaligned w(w_row * kRows, 5), a(a_row * n_tokens, 11);
-        for (int64_t r = 0; r < kRows; ++r) {
-          const std::vector<float> x = RandomRow(n, 31 * r + 7, Pattern::kGaussian);
-          ref::QuantizeRow(tc.type, x.data(), w.data() + r * w_row, n);
-        }
-        for (int64_t t = 0; t < n_tokens; ++t) {
-          const std::vector<float> x = RandomRow(n, 977 * t + 3, Pattern::kGaussian);
-          k.quantize_dot(x.data(), a.data() + t * a_row, n);
-        }
-        const int64_t out_stride = kRows + 3;
-        std::vector<float> out(static_cast<size_t>(out_stride * n_tokens), kSentinel);
-        const int64_t row_begin = 5, row_end = 29;
-        k.gemm(w.data(), w_row, a.data(), a_row, n_tokens, n, out.data(), out_stride, row_begin,
-               row_end);
-        for (int64_t t = 0; t < n_tokens; ++t) {
-          for (int64_t r = 0; r < out_stride; ++r) {
-            const float got = out[t * out_stride + r];
-            if (r < row_begin || r >= row_end) {
-              ASSERT_EQ(got, kSentinel) << Name(*table, tc.type) << " wrote outside rows";
-              continue;
-            }
-            const float want = k.vec_dot(w.data() + r * w_row, a.data() + t * a_row, n);
-            ASSERT_EQ(std::memcmp(&got, &want, sizeof(float)), 0)
-                << Name(*table, tc.type) << " tokens=" << n_tokens << " t=" << t << " r=" << r
-                << " got=" << got << " want=" << want;
+      // Row lengths: one block, odd and even block counts, and for the float types tails.
+      std::vector<int64_t> lengths;
+      if (block == 1) {
+        lengths = {1, 16, 77, 320};
+      } else {
+        lengths = {block, 3 * block, 8 * block};
+      }
+      for (int64_t n : lengths) {
+        // (rows, row_begin, row_end): tiles of 2/4/8 rows plus leftovers at both ends.
+        for (const auto& [n_rows, row_begin, row_end] :
+             {std::tuple<int64_t, int64_t, int64_t>{37, 5, 29}, {40, 0, 40}, {19, 3, 4},
+              {70, 1, 70}}) {
+          for (int64_t n_tokens : {1, 2, 3, 4, 5, 8, 9, 17}) {
+            CheckGemmAgainstVecDot(*table, tc, n, n_rows, row_begin, row_end, n_tokens,
+                                   static_cast<uint32_t>(n * 131 + n_rows + n_tokens));
+            if (HasFatalFailure()) return;
           }
         }
       }

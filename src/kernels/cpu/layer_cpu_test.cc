@@ -55,6 +55,8 @@ TEST(LayerKernels, TablesExist) {
     EXPECT_NE(t->layer.rope, nullptr) << t->isa;
     EXPECT_NE(t->layer.gated_activation, nullptr) << t->isa;
     EXPECT_NE(t->layer.add, nullptr) << t->isa;
+    EXPECT_NE(t->layer.ggml_attention, nullptr) << t->isa;
+    EXPECT_NE(t->layer.ggml_swiglu, nullptr) << t->isa;
   }
 }
 
@@ -221,9 +223,11 @@ struct KvFixture {
   }
 };
 
-// Runs `fn` over the case's query rows as one block per kv head; returns out.
-std::vector<float> RunAttention(AttentionFn fn, const AttnCase& c, const KvView& kv,
-                                const std::vector<float>& q, int q_offset) {
+// Runs `fn` (an AttentionFn or a callable with its arguments) over the case's query rows as
+// one block per kv head; returns out. scale 0 = 1 / sqrt(head_dim).
+template <class Fn>
+std::vector<float> RunAttention(Fn fn, const AttnCase& c, const KvView& kv,
+                                const std::vector<float>& q, int q_offset, float scale = 0.0f) {
   const int n_heads = c.n_heads_kv * c.group;
   const size_t q_row = static_cast<size_t>(n_heads) * c.head_dim;
   std::vector<float> out(c.n_tok * q_row + q_offset, -7.0f);
@@ -247,7 +251,7 @@ std::vector<float> RunAttention(AttentionFn fn, const AttnCase& c, const KvView&
     b.pos_begin = begin.data();
     b.pos_end = end.data();
     b.kv_head = h;
-    b.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    b.scale = scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     b.round_qp = c.round_qp;
     fn(b, kv, scratch.data() + 1, scratch.size() - 1);  // +1: misaligned scratch
   }
@@ -315,6 +319,81 @@ TEST(LayerKernels, AttentionLongContextF16Rounded) {
   CheckAttention({64, 1, 3, 1, 999, 0, DType::kF16, true, true}, 7);
   CheckAttention({128, 1, 4, 4, 996, 0, DType::kF16, true, false}, 8);
   CheckAttention({64, 1, 3, 4, 996, 0, DType::kF32, false, true}, 9);
+}
+
+// ─── llama.cpp-exact kernels (kernels/ggml_exact.h): every table equals the scalar twin bit
+// for bit, in both of llama.cpp's orders (decode and batched), on every case above plus
+// extreme scores (exp underflow) and odd head dims (the scalar fallback).
+
+void CheckGgmlAttention(const AttnCase& c, uint32_t seed, float scale) {
+  KvFixture kv(c, c.first_pos + c.n_tok, seed);
+  const int q_offset = static_cast<int>(seed % 3);
+  const size_t q_floats = static_cast<size_t>(c.n_tok) * c.n_heads_kv * c.group * c.head_dim;
+  const std::vector<float> q = Gaussian(q_floats + q_offset, seed + 2, 2.0f);
+  for (bool batched : {false, true}) {
+    auto with = [batched](ggml::AttentionFn fn) {
+      return [fn, batched](const AttentionBlock& b, const KvView& v, float* s, size_t n) {
+        fn(b, v, batched, s, n);
+      };
+    };
+    const std::vector<float> want =
+        RunAttention(with(RefKernelTable().layer.ggml_attention), c, kv.view, q, q_offset, scale);
+    for (const KernelTable* t : FastTables()) {
+      const std::vector<float> got =
+          RunAttention(with(t->layer.ggml_attention), c, kv.view, q, q_offset, scale);
+      for (size_t i = 0; i < want.size(); ++i) {
+        ASSERT_EQ(Bits(want[i]), Bits(got[i])) << t->isa << " " << Name(c) << " batched=" << batched
+                                               << " i=" << i << " " << want[i] << " vs " << got[i];
+      }
+    }
+  }
+}
+
+TEST(LayerKernels, GgmlAttentionMatchesScalarBitForBit) {
+  uint32_t seed = 500;
+  for (int hd : {16, 32, 64, 80, 96, 128, 256, 40}) {
+    const AttnCase cases[] = {
+        {hd, 1, 1, 1, 0, 0, DType::kF16, true, false},      // one position
+        {hd, 2, 3, 1, 130, 0, DType::kF16, true, true},     // decode, GQA 3, paged
+        {hd, 1, 4, 5, 61, 0, DType::kF16, true, false},     // tile across a 64 boundary
+        {hd, 2, 1, 3, 200, 37, DType::kF16, true, true},    // sliding window
+        {hd, 1, 7, 2, 9, 0, DType::kF16, true, true},       // GQA 7: two passes of heads
+        {hd, 1, 2, 16, 100, 64, DType::kF16, true, false},  // 16-token tile, window = block
+        {hd, 1, 9, 1, 700, 0, DType::kF16, true, true},     // long decode, GQA 9 (SmolLM2)
+    };
+    for (const AttnCase& c : cases) {
+      SCOPED_TRACE(Name(c));
+      CheckGgmlAttention(c, ++seed, 0.0f);
+      // Large scores: most exp terms underflow to 0 or become subnormal.
+      CheckGgmlAttention(c, ++seed, 40.0f);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST(LayerKernels, GgmlSwiGluMatchesScalarBitForBit) {
+  std::vector<float> gate = Gaussian(4099, 31, 6.0f);
+  const std::vector<float> up = Gaussian(4099, 32, 1.0f);
+  // Exp's special ranges: overflow, underflow, subnormal results, signed zeros, infinities.
+  const float special[] = {0.0f,   -0.0f,   88.0f,   88.8f,    89.0f,  -88.0f,     -87.3f,
+                           -103.9f, -104.0f, -110.0f, 103.9f,  130.0f, -130.0f,   200.0f,
+                           -200.0f, 1e-30f,  -1e-30f, INFINITY, -INFINITY, 3e38f, -3e38f};
+  for (size_t i = 0; i < sizeof(special) / sizeof(float); ++i) gate[7 * i + 3] = special[i];
+  for (size_t i = 0; i < 600; ++i) gate[2000 + i] = -150.0f + 0.5f * static_cast<float>(i);
+  for (const KernelTable* t : FastTables()) {
+    for (int64_t n : {0, 1, 15, 16, 17, 33, 4096, 4099}) {
+      for (int64_t off : {0, 1, 2000}) {
+        if (off + n > static_cast<int64_t>(gate.size())) continue;
+        std::vector<float> want(n + 1, 5.0f), got(n + 1, 5.0f);
+        RefKernelTable().layer.ggml_swiglu(gate.data() + off, up.data() + off, n, want.data());
+        t->layer.ggml_swiglu(gate.data() + off, up.data() + off, n, got.data());
+        for (int64_t i = 0; i <= n; ++i) {
+          ASSERT_EQ(Bits(want[i]), Bits(got[i]))
+              << t->isa << " n=" << n << " off=" << off << " gate=" << gate[off + i];
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

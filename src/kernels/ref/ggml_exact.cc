@@ -21,6 +21,7 @@
 #endif
 #define KILN_GGML_INLINE inline __attribute__((always_inline))
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -82,7 +83,12 @@ __attribute__((target("avx2,f16c"))) void ConvertF16RowF16C(const uint8_t* src, 
 
 void ConvertF16Row(const uint8_t* src, float* dst, int n) {
 #if defined(__x86_64__)
-  static const bool f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  // CPUID.1:ECX.F16C directly: clang-14's __builtin_cpu_supports does not know "f16c".
+  static const bool f16c = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __builtin_cpu_supports("avx2") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) &&
+           (ecx & bit_F16C) != 0;
+  }();
   if (f16c) return ConvertF16RowF16C(src, dst, n);
 #endif
   for (int i = 0; i < n; ++i) dst[i] = LoadF16(src, i);
@@ -241,6 +247,11 @@ KILN_GGML_CLONES void AttentionRows(const AttentionBlock& b, const KvView& kv, b
                    batched, b.out + t * b.out_tok_stride + off);
     }
   }
+}
+
+void AttentionRowsTable(const AttentionBlock& block, const KvView& kv, bool batched, float*,
+                        size_t) {
+  AttentionRows(block, kv, batched);
 }
 
 }  // namespace kiln::kernels::ggml

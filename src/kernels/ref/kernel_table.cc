@@ -44,6 +44,8 @@ void FillRefTable(KernelTable& t) {
   t.layer.rope = ref::Rope;
   t.layer.gated_activation = ref::GatedActivation;
   t.layer.add = ref::Add;
+  t.layer.ggml_attention = ggml::AttentionRowsTable;
+  t.layer.ggml_swiglu = ggml::SwiGlu;
 }
 
 }  // namespace

@@ -37,7 +37,7 @@ class Dict {
  public:
   const Value* Find(const Value& key) const;
   void Set(const Value& key, Value value);
-  size_t size() const { return items_.size(); }
+  size_t size() const;  // defined below Value: clang instantiates vector::size eagerly
   const std::vector<std::pair<Value, Value>>& items() const { return items_; }
 
  private:
@@ -117,6 +117,8 @@ class Value {
   std::shared_ptr<Dict> dict_;
   std::shared_ptr<NativeFn> fn_;
 };
+
+inline size_t Dict::size() const { return items_.size(); }
 
 // Python ==.
 bool Equals(const Value& a, const Value& b);

@@ -19,26 +19,32 @@ struct Avx2Ops {
   }
 };
 
-// 16 ymm registers: four tokens per tile keep accumulators and weights in registers.
-constexpr int kTile = 4;
-using KQ4_0 = SignedQ8_0Kernel<Avx2Ops, DecodeQ4_0>;
-using KQ5_0 = SignedQ8_0Kernel<Avx2Ops, DecodeQ5_0>;
+// 16 ymm registers: gemm tiles of 2 rows × 2 tokens and matrix × vector tiles of 4 rows
+// keep accumulators and weights in registers. maddubs saturates its int16 pair sums, so only
+// the 4- and 5-bit signed types use the biased-unsigned kernel (pairs < 2 * 31 * 128); Q8_0
+// keeps the sign trick.
+constexpr int kRows = 2;
+constexpr int kTile = 2;
+constexpr int kVecRows = 4;
+constexpr int kKTile = 4;  // K quants: gemm 1 row × 4 tokens, matrix × vector 1 row
+using KQ4_0 = BiasedQ8_0Kernel<Avx2Ops, DecodeQ4_0>;
+using KQ5_0 = BiasedQ8_0Kernel<Avx2Ops, DecodeQ5_0>;
 using KQ8_0 = SignedQ8_0Kernel<Avx2Ops, DecodeQ8_0>;
 using KQ4_1 = MinQ8_1Kernel<Avx2Ops, DecodeQ4_1>;
 using KQ5_1 = MinQ8_1Kernel<Avx2Ops, DecodeQ5_1>;
 
 }  // namespace
 
-KILN_X86_DEFINE_DOT(F32, F32Kernel256, 2)
-KILN_X86_DEFINE_DOT(F16, F16Kernel256, 2)
-KILN_X86_DEFINE_DOT(BF16, BF16Kernel256, 2)
-KILN_X86_DEFINE_DOT(Q4_0, KQ4_0, kTile)
-KILN_X86_DEFINE_DOT(Q4_1, KQ4_1, kTile)
-KILN_X86_DEFINE_DOT(Q5_0, KQ5_0, kTile)
-KILN_X86_DEFINE_DOT(Q5_1, KQ5_1, kTile)
-KILN_X86_DEFINE_DOT(Q8_0, KQ8_0, kTile)
-KILN_X86_DEFINE_DOT(Q4_K, Q4_KKernel<Avx2Ops>, kTile)
-KILN_X86_DEFINE_DOT(Q5_K, Q5_KKernel<Avx2Ops>, kTile)
-KILN_X86_DEFINE_DOT(Q6_K, Q6_KKernel<Avx2Ops>, kTile)
+KILN_X86_DEFINE_DOT(F32, F32Kernel256, 1, 2, 2)
+KILN_X86_DEFINE_DOT(F16, F16Kernel256, 1, 2, 2)
+KILN_X86_DEFINE_DOT(BF16, BF16Kernel256, 1, 2, 2)
+KILN_X86_DEFINE_DOT(Q4_0, KQ4_0, kRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q4_1, KQ4_1, kRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q5_0, KQ5_0, kRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q5_1, KQ5_1, kRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q8_0, KQ8_0, kRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q4_K, Q4_KKernel<Avx2Ops>, 1, kKTile, 1)
+KILN_X86_DEFINE_DOT(Q5_K, Q5_KKernel<Avx2Ops>, 1, kKTile, 1)
+KILN_X86_DEFINE_DOT(Q6_K, Q6_KKernel<Avx2Ops>, 1, kKTile, 1)
 
 }  // namespace kiln::kernels::avx2

@@ -68,31 +68,38 @@ struct FloatKernel512 {
   }
 };
 
-// 32 ymm registers (AVX-512VL) hold eight tokens' accumulators per gemm tile. Legacy quants
-// stay 256-bit: a two-blocks-per-zmm version measured slower on Zen 4 (its 512-bit units are
-// double-pumped 256-bit ones, and pairing blocks costs shuffles).
-constexpr int kTile = 8;
+// 32 ymm registers (AVX-512VL) hold gemm tiles of 4 rows × 4 tokens for the signed legacy
+// quants (16 accumulators; 2 rows × 4 tokens for the *_1 types, whose min terms add a second
+// accumulator per pair) and matrix × vector tiles of 4 rows. Legacy quants stay 256-bit: a
+// two-blocks-per-zmm version measured slower on Zen 4 (its 512-bit units are double-pumped
+// 256-bit ones, and pairing blocks costs shuffles). vpdpbusd does not saturate, so every
+// signed type uses the biased-unsigned kernel.
+constexpr int kSignedRows = 4;
+constexpr int kMinRows = 2;
+constexpr int kTile = 4;
+constexpr int kVecRows = 4;
+constexpr int kKTile = 8;  // K quants: gemm 1 row × 8 tokens; matrix × vector 1 row
 using KF32 = FloatKernel512<4, LoadF32x16>;
 using KF16 = FloatKernel512<2, LoadF16x16>;
 using KBF16 = FloatKernel512<2, LoadBF16x16>;
-using KQ4_0 = SignedQ8_0Kernel<VnniOps, DecodeQ4_0>;
-using KQ5_0 = SignedQ8_0Kernel<VnniOps, DecodeQ5_0>;
-using KQ8_0 = SignedQ8_0Kernel<VnniOps, DecodeQ8_0>;
+using KQ4_0 = BiasedQ8_0Kernel<VnniOps, DecodeQ4_0>;
+using KQ5_0 = BiasedQ8_0Kernel<VnniOps, DecodeQ5_0>;
+using KQ8_0 = BiasedQ8_0Kernel<VnniOps, DecodeQ8_0>;
 using KQ4_1 = MinQ8_1Kernel<VnniOps, DecodeQ4_1>;
 using KQ5_1 = MinQ8_1Kernel<VnniOps, DecodeQ5_1>;
 
 }  // namespace
 
-KILN_X86_DEFINE_DOT(F32, KF32, 4)
-KILN_X86_DEFINE_DOT(F16, KF16, 4)
-KILN_X86_DEFINE_DOT(BF16, KBF16, 4)
-KILN_X86_DEFINE_DOT(Q4_0, KQ4_0, kTile)
-KILN_X86_DEFINE_DOT(Q4_1, KQ4_1, kTile)
-KILN_X86_DEFINE_DOT(Q5_0, KQ5_0, kTile)
-KILN_X86_DEFINE_DOT(Q5_1, KQ5_1, kTile)
-KILN_X86_DEFINE_DOT(Q8_0, KQ8_0, kTile)
-KILN_X86_DEFINE_DOT(Q4_K, Q4_KKernel<VnniOps>, kTile)
-KILN_X86_DEFINE_DOT(Q5_K, Q5_KKernel<VnniOps>, kTile)
-KILN_X86_DEFINE_DOT(Q6_K, Q6_KKernel<VnniOps>, kTile)
+KILN_X86_DEFINE_DOT(F32, KF32, 1, 4, 2)
+KILN_X86_DEFINE_DOT(F16, KF16, 1, 4, 2)
+KILN_X86_DEFINE_DOT(BF16, KBF16, 1, 4, 2)
+KILN_X86_DEFINE_DOT(Q4_0, KQ4_0, kSignedRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q4_1, KQ4_1, kMinRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q5_0, KQ5_0, kSignedRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q5_1, KQ5_1, kMinRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q8_0, KQ8_0, kSignedRows, kTile, kVecRows)
+KILN_X86_DEFINE_DOT(Q4_K, Q4_KKernel<VnniOps>, 1, kKTile, 1)
+KILN_X86_DEFINE_DOT(Q5_K, Q5_KKernel<VnniOps>, 1, kKTile, 1)
+KILN_X86_DEFINE_DOT(Q6_K, Q6_KKernel<VnniOps>, 1, kKTile, 1)
 
 }  // namespace kiln::kernels::avx512

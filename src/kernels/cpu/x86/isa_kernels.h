@@ -17,16 +17,18 @@
                int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin, \
                int64_t row_end);
 
-// Defines the pair for weight type T from block kernel K (tile_inl.h), gemm tile kTile tokens.
-#define KILN_X86_DEFINE_DOT(T, K, kTile)                                                     \
+// Defines the pair for weight type T from block kernel K (tile_inl.h): gemm tiles of kRows
+// rows × kTile tokens, matrix × vector (one token) tiles of kVecRows rows.
+#define KILN_X86_DEFINE_DOT(T, K, kRows, kTile, kVecRows)                                   \
   float VecDot##T(const void* w, const void* a, int64_t n) {                                \
     return ::kiln::kernels::x86::VecDot<K>(w, a, n);                                         \
   }                                                                                          \
   void Gemm##T(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,         \
                int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin, \
                int64_t row_end) {                                                            \
-    ::kiln::kernels::x86::Gemm<K, kTile>(w, w_row_bytes, a, a_row_bytes, n_tokens, k, out,  \
-                                         out_stride, row_begin, row_end);                    \
+    ::kiln::kernels::x86::Gemm<K, kRows, kTile, kVecRows>(w, w_row_bytes, a, a_row_bytes,   \
+                                                         n_tokens, k, out, out_stride,       \
+                                                         row_begin, row_end);                \
   }
 
 namespace kiln::kernels::avx2 {

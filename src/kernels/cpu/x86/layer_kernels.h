@@ -16,7 +16,11 @@
             RopeStyle style);                                                                 \
   void GatedActivation(Activation act, const float* gate, const float* up, int64_t n,         \
                        float* out);                                                           \
-  void Add(float* x, const float* y, int64_t n);
+  void Add(float* x, const float* y, int64_t n);                                               \
+  /* llama.cpp-exact kernels (ggml_exact.cc, kernels/ggml_exact.h) */                           \
+  void GgmlAttention(const AttentionBlock& block, const KvView& kv, bool batched,             \
+                     float* scratch, size_t scratch_floats);                                  \
+  void GgmlSwiGlu(const float* gate, const float* up, int64_t n, float* out);
 
 #define KILN_X86_DEFINE_LAYER(Vec)                                                            \
   void Attention(const AttentionBlock& block, const KvView& kv, float* scratch,               \

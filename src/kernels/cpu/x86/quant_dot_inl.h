@@ -12,7 +12,8 @@
 // order, an 8-lane horizontal sum, and for the *_1 types a scalar fma chain over m_w*s_a
 // added last; so their results are bit-identical to llama.cpp's on x86 (tested in
 // kernels/ref/quant_ggml_test.cc against libggml-cpu-zen4/haswell). The K quants still use
-// their own order.
+// their own order. The legacy kernels decode an activation block once (struct A, LoadA) for
+// every weight row of a tile; what a gemm tile shares changes no (row, token) value.
 // See common_inl.h for why this is an anonymous namespace in a header.
 #pragma once
 
@@ -56,7 +57,14 @@ inline __m128 HalfPairAt(const uint8_t* p) {
   return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(v)));
 }
 
-// Weight blocks with signed quants (Q4_0, Q5_0, Q8_0) against Q8_0 activations.
+// Q8_0 activation block decoded once per (token, block) and shared by a tile's rows.
+struct Q8A {
+  __m256i y;   // the 32 quants
+  __m256 d;    // d_a, broadcast
+};
+
+// Weight blocks with signed quants (Q4_0, Q5_0, Q8_0) against Q8_0 activations, signed x
+// signed through |x| and sign(y, x) (no bias: safe with maddubs for every int8 range).
 struct SignedW {
   __m256i x, abs_x;
   __m256 d;  // broadcast
@@ -69,27 +77,81 @@ struct SignedQ8_0Kernel {
   static constexpr int64_t kABlockBytes = sizeof(BlockQ8_0);
   static constexpr bool kPadTail = false;
   using W = SignedW;
+  using A = Q8A;
   using Acc = Acc1;
   KILN_X86_INLINE static void Load(const uint8_t* p, W& w) {
-    w.x = Decode::Quants(p);
+    w.x = Decode::SignedQuants(p);
     w.abs_x = _mm256_abs_epi8(w.x);
     w.d = BroadcastHalf(p);
   }
+  KILN_X86_INLINE static void LoadA(const uint8_t* a, A& y) {
+    y.y = LoadU256(a + offsetof(BlockQ8_0, qs));
+    y.d = BroadcastHalf(a);
+  }
   static void Init(Acc& a) { a.v = _mm256_setzero_ps(); }
   template <int kParity>
-  KILN_X86_INLINE static void Add(const W& w, const uint8_t* a, Acc& acc) {
-    const __m256i y = LoadU256(a + offsetof(BlockQ8_0, qs));
-    const __m256i sumi = DotS8S8<Ops>(w.abs_x, w.x, y);
-    const __m256 scale = _mm256_mul_ps(w.d, BroadcastHalf(a));
-    acc.v = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sumi), acc.v);
+  KILN_X86_INLINE static void Add(const W& w, const A& y, Acc& acc) {
+    const __m256i sumi = DotS8S8<Ops>(w.abs_x, w.x, y.y);
+    acc.v = _mm256_fmadd_ps(_mm256_mul_ps(w.d, y.d), _mm256_cvtepi32_ps(sumi), acc.v);
   }
   static float Finish(const Acc& a) { return HSum(a.v); }
 };
 
+// The same products with the weight quants kept unsigned (u = x + offset, so x = u - offset):
+// per int32 lane sum(x * y) = sum(u * y) - offset * sum(y), where offset * sum(y) is
+// computed once per activation block and seeds the multiply-add. Integer sums are exact, so
+// each lane equals SignedQ8_0Kernel's (and ggml's). Needs Ops::DotU8S8 without intermediate
+// saturation for u up to 2 * offset - 1 (vpdpbusd; maddubs only for offset <= 16).
+struct BiasedA {
+  __m256i y;
+  __m256i neg_bias;  // -offset * (sum of 4 quants) per int32 lane
+  __m256 d;
+};
+
+struct BiasedW {
+  __m256i u;
+  __m256 d;
+};
+
+template <class Ops, class Decode>
+struct BiasedQ8_0Kernel {
+  static constexpr int kBlockElems = kQK;
+  static constexpr int64_t kWBlockBytes = Decode::kBytes;
+  static constexpr int64_t kABlockBytes = sizeof(BlockQ8_0);
+  static constexpr bool kPadTail = false;
+  using W = BiasedW;
+  using A = BiasedA;
+  using Acc = Acc1;
+  KILN_X86_INLINE static void Load(const uint8_t* p, W& w) {
+    w.u = Decode::Quants(p);
+    w.d = BroadcastHalf(p);
+  }
+  KILN_X86_INLINE static void LoadA(const uint8_t* a, A& y) {
+    y.y = LoadU256(a + offsetof(BlockQ8_0, qs));
+    const __m256i bias = Ops::DotU8S8(_mm256_setzero_si256(),
+                                      _mm256_set1_epi8(static_cast<char>(Decode::kOffset)), y.y);
+    y.neg_bias = _mm256_sub_epi32(_mm256_setzero_si256(), bias);
+    y.d = BroadcastHalf(a);
+  }
+  static void Init(Acc& a) { a.v = _mm256_setzero_ps(); }
+  template <int kParity>
+  KILN_X86_INLINE static void Add(const W& w, const A& y, Acc& acc) {
+    const __m256i sumi = Ops::DotU8S8(y.neg_bias, w.u, y.y);
+    acc.v = _mm256_fmadd_ps(_mm256_mul_ps(w.d, y.d), _mm256_cvtepi32_ps(sumi), acc.v);
+  }
+
+  static float Finish(const Acc& a) { return HSum(a.v); }
+};
+
+// Decoders: unsigned quants u (x = u - kOffset).
 struct DecodeQ4_0 {
   static constexpr int64_t kBytes = sizeof(BlockQ4_0);
-  static __m256i Quants(const uint8_t* p) {
-    return _mm256_sub_epi8(UnpackNibbles16(p + offsetof(BlockQ4_0, qs)), _mm256_set1_epi8(8));
+  static constexpr int kOffset = 8;
+  KILN_X86_INLINE static __m256i Quants(const uint8_t* p) {
+    return UnpackNibbles16(p + offsetof(BlockQ4_0, qs));
+  }
+  KILN_X86_INLINE static __m256i SignedQuants(const uint8_t* p) {
+    return _mm256_sub_epi8(Quants(p), _mm256_set1_epi8(kOffset));
   }
 };
 
@@ -101,25 +163,42 @@ inline uint32_t LoadU32(const uint8_t* p) {
 
 struct DecodeQ5_0 {
   static constexpr int64_t kBytes = sizeof(BlockQ5_0);
-  static __m256i Quants(const uint8_t* p) {
+  static constexpr int kOffset = 16;
+  KILN_X86_INLINE static __m256i Quants(const uint8_t* p) {
     const __m256i lo = UnpackNibbles16(p + offsetof(BlockQ5_0, qs));
     const __m256i hi = _mm256_and_si256(BytesFromBits(LoadU32(p + offsetof(BlockQ5_0, qh))),
                                         _mm256_set1_epi8(0x10));
-    return _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(16));
+    return _mm256_or_si256(lo, hi);
+  }
+  KILN_X86_INLINE static __m256i SignedQuants(const uint8_t* p) {
+    return _mm256_sub_epi8(Quants(p), _mm256_set1_epi8(kOffset));
   }
 };
 
 struct DecodeQ8_0 {
   static constexpr int64_t kBytes = sizeof(BlockQ8_0);
-  static __m256i Quants(const uint8_t* p) { return LoadU256(p + offsetof(BlockQ8_0, qs)); }
+  static constexpr int kOffset = 128;
+  // x + 128 as u8 (flipping the sign bit).
+  KILN_X86_INLINE static __m256i Quants(const uint8_t* p) {
+    return _mm256_xor_si256(SignedQuants(p), _mm256_set1_epi8(-128));
+  }
+  KILN_X86_INLINE static __m256i SignedQuants(const uint8_t* p) {
+    return LoadU256(p + offsetof(BlockQ8_0, qs));
+  }
 };
 
 // Weight blocks with unsigned quants and a min (Q4_1, Q5_1) against Q8_1 activations:
-// block = d_w * d_a * sum(q * y) + m_w * s_a. Both products come from one multiply of the
-// (d, m) and (d, s) pairs, which sit next to each other in both block layouts.
+// block = d_w * d_a * sum(q * y) + m_w * s_a.
 struct UnsignedW {
   __m256i q;
+  __m256 d;   // d_w, broadcast
   __m128 dm;  // lanes 0, 1: d_w, m_w
+};
+
+struct Q8_1A {
+  __m256i y;
+  __m256 d;   // d_a, broadcast
+  __m128 ds;  // lanes 0, 1: d_a, s_a
 };
 
 template <class Ops, class Decode>
@@ -129,36 +208,43 @@ struct MinQ8_1Kernel {
   static constexpr int64_t kABlockBytes = sizeof(BlockQ8_1);
   static constexpr bool kPadTail = false;
   using W = UnsignedW;
+  using A = Q8_1A;
   using Acc = Acc1M;
   KILN_X86_INLINE static void Load(const uint8_t* p, W& w) {
     w.q = Decode::Quants(p);
     w.dm = HalfPairAt(p);  // m follows d in both Q4_1 and Q5_1
+    w.d = _mm256_broadcastss_ps(w.dm);
+  }
+  KILN_X86_INLINE static void LoadA(const uint8_t* a, A& y) {
+    static_assert(offsetof(BlockQ8_1, s) == offsetof(BlockQ8_1, d) + 2);
+    y.y = LoadU256(a + offsetof(BlockQ8_1, qs));
+    y.ds = HalfPairAt(a);  // d_a, s_a
+    y.d = _mm256_broadcastss_ps(y.ds);
   }
   static void Init(Acc& a) {
     a.v = _mm256_setzero_ps();
     a.m = _mm_setzero_ps();
   }
   template <int kParity>
-  KILN_X86_INLINE static void Add(const W& w, const uint8_t* a, Acc& acc) {
-    static_assert(offsetof(BlockQ8_1, s) == offsetof(BlockQ8_1, d) + 2);
-    const __m256i y = LoadU256(a + offsetof(BlockQ8_1, qs));
-    const __m256i sumi = Ops::DotU8S8(_mm256_setzero_si256(), w.q, y);
-    const __m128 ds = HalfPairAt(a);                // d_a, s_a
-    const __m128 prod = _mm_mul_ss(w.dm, ds);       // lane 0: d_w*d_a
-    acc.v = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), _mm256_cvtepi32_ps(sumi), acc.v);
-    acc.m = _mm_fmadd_ps(w.dm, ds, acc.m);          // lane 1: fma(m_w, s_a, summs)
+  KILN_X86_INLINE static void Add(const W& w, const A& y, Acc& acc) {
+    const __m256i sumi = Ops::DotU8S8(_mm256_setzero_si256(), w.q, y.y);
+    acc.v = _mm256_fmadd_ps(_mm256_mul_ps(w.d, y.d), _mm256_cvtepi32_ps(sumi), acc.v);
+    acc.m = _mm_fmadd_ps(w.dm, y.ds, acc.m);  // lane 1: fma(m_w, s_a, summs)
   }
+
   static float Finish(const Acc& a) { return HSum(a.v) + _mm_cvtss_f32(_mm_movehdup_ps(a.m)); }
 };
 
 struct DecodeQ4_1 {
   static constexpr int64_t kBytes = sizeof(BlockQ4_1);
-  static __m256i Quants(const uint8_t* p) { return UnpackNibbles16(p + offsetof(BlockQ4_1, qs)); }
+  KILN_X86_INLINE static __m256i Quants(const uint8_t* p) {
+    return UnpackNibbles16(p + offsetof(BlockQ4_1, qs));
+  }
 };
 
 struct DecodeQ5_1 {
   static constexpr int64_t kBytes = sizeof(BlockQ5_1);
-  static __m256i Quants(const uint8_t* p) {
+  KILN_X86_INLINE static __m256i Quants(const uint8_t* p) {
     const __m256i lo = UnpackNibbles16(p + offsetof(BlockQ5_1, qs));
     const __m256i hi = _mm256_and_si256(BytesFromBits(LoadU32(p + offsetof(BlockQ5_1, qh))),
                                         _mm256_set1_epi8(0x10));

@@ -1,0 +1,189 @@
+"""`kiln serve` under stress from the outside: a cold ~2,000-token prompt arriving while a stream
+decodes (chunked prefill keeps the stream going), SIGTERM in the middle of a long prefill (the
+server stops accepting at once, ends streams with a final event, exits within seconds), clients
+that send a request a byte at a time (slowloris: 408 after --read-timeout) and more connections
+than --max-connections (503). Everything on 127.0.0.1, every socket with its own timeout."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import socket
+import threading
+import time
+
+from test_server_util import Server, metrics, post, running_server, stream_lines
+
+COLD_WORDS = 520  # "w0 w1 … w519": about 1,970 tokens with SmolLM2's tokenizer (checked below)
+CHUNK = 256
+
+
+def cold_prompt() -> str:
+    return " ".join(f"w{i}" for i in range(COLD_WORDS))
+
+
+class Streamer(threading.Thread):
+    """A long greedy stream; records when each data event arrives and the raw lines."""
+
+    def __init__(self, srv: Server, max_tokens: int = 1000):
+        super().__init__(daemon=True)
+        self.srv, self.max_tokens = srv, max_tokens
+        self.stamps: list[float] = []
+        self.lines: list[str] = []
+        self.ended = threading.Event()
+
+    def run(self) -> None:
+        body = {"model": self.srv.model_id, "stream": True, "max_tokens": self.max_tokens,
+                "messages": [{"role": "user", "content": "Tell a long story about a lighthouse."}],
+                "ignore_eos": True, "temperature": 0}
+        try:
+            it = stream_lines(self.srv.base, "/v1/chat/completions", body, timeout=120)
+            status, _ = next(it)
+            assert status == 200
+            for line in it:
+                self.lines.append(line)
+                if line.startswith("data:"):
+                    self.stamps.append(time.time())
+        except OSError:
+            pass  # the test closes the server or the stream
+        finally:
+            self.ended.set()
+
+    def wait_tokens(self, n: int, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while len(self.stamps) < n and time.time() < deadline and not self.ended.is_set():
+            time.sleep(0.01)
+        assert len(self.stamps) >= n, f"stream produced {len(self.stamps)} events"
+
+
+def test_cold_prompt_is_prefilled_in_chunks_between_decodes():
+    with running_server("--prefill-chunk", str(CHUNK), "-t", "2") as srv:
+        s = Streamer(srv)
+        s.start()
+        s.wait_tokens(10)
+        t_sent = time.time()
+        r = post(srv.base, "/v1/completions", {"model": srv.model_id, "prompt": cold_prompt(),
+                                                "max_tokens": 1}, timeout=600)
+        t_done = time.time()
+        assert r.status_code == 200, r.text
+        usage = r.json()["usage"]
+        n_prompt = usage["prompt_tokens"]
+        assert n_prompt >= 1800 and usage["prompt_tokens_details"]["cached_tokens"] == 0, usage
+        during = [t for t in s.stamps if t_sent <= t <= t_done]
+        edges = [t_sent] + during + [t_done]
+        worst_gap = max(b - a for a, b in zip(edges, edges[1:]))
+        before = [b - a for a, b in zip(s.stamps, s.stamps[1:]) if b < t_sent]
+        n_chunks = math.ceil(n_prompt / CHUNK)
+        total = t_done - t_sent
+        print(f"\ncold prompt {n_prompt} tokens in {total:.2f} s ({n_chunks} chunks of {CHUNK}); "
+              f"stream events meanwhile {len(during)}; worst inter-token gap {worst_gap:.2f} s "
+              f"(median before {sorted(before)[len(before) // 2] * 1000:.0f} ms)")
+        # One decode per step while the prompt is prefilled a chunk per step: the stream keeps
+        # producing, and no gap comes near the whole prefill (as it would if one step did it all).
+        assert len(during) >= n_chunks - 2, (len(during), n_chunks)
+        assert worst_gap < total / 3, (worst_gap, total)
+        post(srv.base, "/v1/completions", {"model": srv.model_id, "prompt": "x", "max_tokens": 1})
+
+
+def test_sigterm_in_the_middle_of_a_long_prefill_exits_promptly():
+    grace = 1
+    # One step prefills the whole cold prompt (several seconds on 2 threads): only an engine
+    # step that stops between layers lets the server exit quickly.
+    srv = Server("--prefill-chunk", "2048", "--shutdown-grace", str(grace), "-t", "2")
+    try:
+        s = Streamer(srv)
+        s.start()
+        s.wait_tokens(5)
+        cold: dict = {}
+
+        def send_cold():
+            try:
+                r = post(srv.base, "/v1/completions", {"model": srv.model_id,
+                                                        "prompt": cold_prompt(), "max_tokens": 1},
+                         timeout=120)
+                cold["status"], cold["body"] = r.status_code, r.json()
+            except OSError as e:
+                cold["error"] = repr(e)
+
+        c = threading.Thread(target=send_cold, daemon=True)
+        c.start()
+        time.sleep(1.0)  # the engine is inside the cold prompt's step
+        n_before = len(s.stamps)
+        t0 = time.time()
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        refused = False
+        try:
+            socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+        except ConnectionRefusedError:
+            refused = True
+        code = srv.proc.wait(timeout=60)
+        took = time.time() - t0
+        c.join(timeout=30)
+        s.ended.wait(timeout=30)
+        print(f"\nSIGTERM mid-prefill: exit code {code} after {took:.2f} s (grace {grace} s); "
+              f"stream events between cold submit and SIGTERM: {len(s.stamps) - n_before}")
+        assert code == 0, srv.proc.stderr.read()[-2000:]
+        assert refused, "still accepting connections 0.3 s after SIGTERM"
+        assert took < grace + 4, took
+        # The stream got a final event naming the shutdown, then [DONE].
+        datas = [x[len("data: "):] for x in s.lines if x.startswith("data: ")]
+        assert datas and datas[-1] == "[DONE]", s.lines[-5:]
+        last = json.loads(datas[-2])
+        assert last["error"]["code"] == "server_shutdown", last
+        assert cold.get("status") == 503 and cold["body"]["error"]["code"] == "server_shutdown", cold
+    finally:
+        srv.stop()
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    out = b""
+    try:
+        while chunk := sock.recv(4096):
+            out += chunk
+    except (ConnectionResetError, TimeoutError, socket.timeout):
+        pass
+    return out
+
+
+def test_slowloris_gets_408_and_connection_limit_gets_503():
+    with running_server("--read-timeout", "2", "--max-connections", "4") as srv:
+        # Headers one byte every 0.1 s: never complete within the 2 s read timeout.
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        t0, sent = time.time(), 0
+        try:
+            while sent < len(head) and time.time() - t0 < 8:
+                sock.sendall(head[sent:sent + 1])
+                sent += 1
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        reply = read_until_closed(sock)
+        waited = time.time() - t0
+        sock.close()
+        assert sent < len(head), "the server read the whole trickle"
+        assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+        assert b'"request_timeout"' in reply
+        assert 1.8 < waited < 5, waited
+        assert metrics(srv.base)["kiln_http_request_read_timeouts_total"] == 1
+
+        # Four idle connections hold the four workers: the fifth is answered 503 at once.
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(4)]
+        time.sleep(0.3)
+        over = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        over.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = read_until_closed(over)
+        over.close()
+        assert reply.startswith(b"HTTP/1.1 503 "), reply[:200]
+        assert b'"too_many_connections"' in reply
+        for s in idle:
+            s.close()
+        time.sleep(0.5)
+        m = metrics(srv.base)
+        assert m["kiln_http_connections_rejected_total"] == 1, m
+        ok = post(srv.base, "/v1/chat/completions",
+                  {"model": srv.model_id, "messages": [{"role": "user", "content": "hi"}],
+                   "max_tokens": 2})
+        assert ok.status_code == 200
