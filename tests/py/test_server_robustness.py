@@ -169,6 +169,13 @@ def test_slowloris_gets_408_and_connection_limit_gets_503():
         assert 1.8 < waited < 5, waited
         assert metrics(srv.base)["kiln_http_request_read_timeouts_total"] == 1
 
+        # The connections used so far (the trickle, the metrics queries) must be gone before
+        # the four idle ones take every worker: wait until only the query itself is open,
+        # then give that one time to close.
+        deadline = time.time() + 20
+        while metrics(srv.base)["kiln_http_connections"] > 1 and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)
         # Four idle connections hold the four workers: the fifth is answered 503 at once.
         idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(4)]
         time.sleep(0.3)
