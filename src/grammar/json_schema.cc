@@ -290,6 +290,17 @@ class Converter {
     ref_rules_[ref] = name;
     KILN_ASSIGN_OR_RETURN(std::string body, Visit(*target, ref, depth + 1));
     SetRule(name, body);
+    // Every JSON value consumes input, so a rule can only recurse without consuming any
+    // through a chain of bare references ({"$ref": "#/$defs/c"} inside #/$defs/c, or a → b → a).
+    std::string cur = name;
+    for (size_t step = 0; step <= rules_.size(); ++step) {
+      auto next = rule_index_.find(rules_[rule_index_.at(cur)].second);
+      if (next == rule_index_.end()) break;
+      cur = next->first;
+      if (cur == name) {
+        return Refuse("$ref", path, "'" + ref + "' refers to itself without matching anything");
+      }
+    }
     return name;
   }
 

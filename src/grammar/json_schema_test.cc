@@ -93,6 +93,10 @@ TEST(JsonSchemaTest, RefusalsNameTheKeyword) {
       {R"({"type":"object","unevaluatedProperties":false})", "'unevaluatedProperties'"},
       {R"({"allOf":[{"pattern":"a"},{"pattern":"b"}]})", "'allOf'"},
       {R"({"madeUpKeyword":1})", "'madeUpKeyword'"},
+      // References that only lead back to themselves (found by json_schema_fuzz).
+      {R"({"$defs":{"c":{"$ref":"#/$defs/c"}},"$ref":"#/$defs/c"})", "refers to itself"},
+      {R"({"$defs":{"a":{"$ref":"#/$defs/b"},"b":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"})",
+       "refers to itself"},
   };
   for (const Case& c : cases) {
     auto g = JsonSchemaToGbnf(c.schema);
