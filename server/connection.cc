@@ -7,6 +7,7 @@
 #include <linux/tcp.h>  // struct tcp_info with tcpi_bytes_received (glibc's lacks it)
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -81,6 +82,13 @@ std::string PeerKey(const std::string& addr, int port) {
 bool SameSocket(int fd, ino_t ino) {
   struct stat st;
   return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == ino;
+}
+
+// True when request bytes sit unread in the kernel's receive queue: the server is behind
+// (its worker not scheduled yet on a starved machine), not the client, so no read timeout.
+bool UnreadBytesWaiting(int fd) {
+  int unread = 0;
+  return ioctl(fd, FIONREAD, &unread) == 0 && unread > 0;
 }
 
 // Bytes the peer has sent on the connection so far (TCP_INFO).
@@ -279,7 +287,8 @@ void ConnectionWatchdog::Scan() {
         if (hard || (draining_ && !c.busy)) {
           kills.push_back({l.fd, l.ino, false});
           c.killed = true;
-        } else if (!c.busy && c.reading && now - c.reading_since > read_limit) {
+        } else if (!c.busy && c.reading && now - c.reading_since > read_limit &&
+                   !UnreadBytesWaiting(l.fd)) {
           kills.push_back({l.fd, l.ino, true});
           c.killed = true;
           ++read_timeouts_;
