@@ -94,6 +94,14 @@ class Backend {
   // attention over up to max_positions positions, so later calls do not allocate.
   virtual void Reserve(int64_t max_tokens, int64_t max_cols, int32_t max_positions) = 0;
 
+  // Called once per weight matrix used in MatMul, after loading and before any MatMul: the
+  // backend may move it into a layout its kernels prefer (the CPU backend interleaves Q4_0 and
+  // Q8_0 rows, kernels/pack.h), updating m's dtype and data; the backend owns the new bytes
+  // and the original's are no longer read. MatMul and EmbeddingRows accept the result.
+  virtual void PrepareMatMulWeight(Matrix* m) { (void)m; }
+  // Matrices PrepareMatMulWeight moved into another layout (for reports).
+  virtual int64_t PackedMatrices() const { return 0; }
+
   // out[t, r] = sum_c w[r, c] * x[t, c] (+ bias[r] if bias). x [n_tokens, w.cols] f32,
   // out [n_tokens, w.rows]. Each x row is converted once to the weight type's dot type.
   virtual void MatMul(const Matrix& w, const float* x, int64_t n_tokens, const float* bias,

@@ -13,6 +13,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto gbnf = kiln::grammar::JsonSchemaToGbnf(text);
   if (!gbnf.ok()) {
     if (gbnf.status().message().empty()) __builtin_trap();  // errors must say why
+    if (gbnf.status().code() == kiln::StatusCode::kInternal) {  // the converter's own bug
+      std::fprintf(stderr, "%s\n", gbnf.status().ToString().c_str());
+      __builtin_trap();
+    }
     return 0;
   }
   auto g = kiln::grammar::Grammar::FromGbnf(*gbnf);

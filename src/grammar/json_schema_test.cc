@@ -97,6 +97,10 @@ TEST(JsonSchemaTest, RefusalsNameTheKeyword) {
       {R"({"$defs":{"c":{"$ref":"#/$defs/c"}},"$ref":"#/$defs/c"})", "refers to itself"},
       {R"({"$defs":{"a":{"$ref":"#/$defs/b"},"b":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"})",
        "refers to itself"},
+      // A non-boolean `nullable` (found by json_schema_fuzz: it threw out of the converter).
+      {R"({"nullable":"[a-z]cole"})", "'nullable'"},
+      {R"({"type":"string","nullable":1})", "'nullable'"},
+      {R"({"enum":["a",null],"nullable":"yes"})", "'nullable'"},
   };
   for (const Case& c : cases) {
     auto g = JsonSchemaToGbnf(c.schema);

@@ -5,6 +5,7 @@
 #include "base/logging.h"
 #include "kernels/cpu/cpu_tables.h"
 #include "kernels/kernel_table.h"
+#include "kernels/pack.h"
 
 namespace kiln::kernels {
 namespace {
@@ -14,6 +15,9 @@ KernelTable Complete(KernelTable table, const KernelTable& fallback) {
   for (int i = 0; i < kNumDTypeSlots; ++i) {
     TypeKernels& t = table.types[i];
     const TypeKernels& f = fallback.types[i];
+    // A packed layout is only worth it with the table's own kernel: a table without one
+    // leaves the slot empty and the backend keeps the original layout.
+    if (IsPacked(static_cast<DType>(i))) continue;
     if (t.quantize_dot == nullptr || t.vec_dot == nullptr) {
       // The dot path is one unit: activations quantized by one table must be dotted by it too.
       t.dot_type = f.dot_type;

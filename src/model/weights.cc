@@ -117,6 +117,16 @@ class WeightsLoader {
       KILN_ASSIGN_OR_RETURN(l.w_up, Mat(Name(Role::kUp, il), cfg_.n_ff, e));
       KILN_ASSIGN_OR_RETURN(l.w_down, Mat(Name(Role::kDown, il), e, cfg_.n_ff));
     }
+    // Every matrix of a product in the backend's preferred layout; a tied head stays one
+    // matrix (the embedding lookup reads the same bytes).
+    const bool tied = w_->output.data == w_->token_embd.data;
+    be_.PrepareMatMulWeight(&w_->output);
+    if (tied) w_->token_embd = w_->output;
+    for (LayerWeights& l : w_->layers) {
+      for (backend::Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+        be_.PrepareMatMulWeight(m);
+      }
+    }
     return Status::Ok();
   }
 

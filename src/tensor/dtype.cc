@@ -29,26 +29,34 @@ constexpr DTypeInfo kInfos[] = {
     {DType::kI64, "i64", 1, 8, false, false},
     {DType::kF64, "f64", 1, 8, false, false},
     {DType::kBF16, "bf16", 1, 2, false, true},
+    // Sizes are per row, as the original type's: packing moves bytes, never adds any.
+    {DType::kQ4_0_R16, "q4_0_r16", 32, 18, true, true, /*internal=*/true},
+    {DType::kQ8_0_R16, "q8_0_r16", 32, 34, true, true, /*internal=*/true},
 };
 
-}  // namespace
-
-const DTypeInfo* FindDTypeInfo(uint32_t id) {
+const DTypeInfo* FindAny(uint32_t id) {
   for (const DTypeInfo& info : kInfos) {
     if (static_cast<uint32_t>(info.dtype) == id) return &info;
   }
   return nullptr;
 }
 
+}  // namespace
+
+const DTypeInfo* FindDTypeInfo(uint32_t id) {
+  const DTypeInfo* info = FindAny(id);
+  return info != nullptr && !info->internal ? info : nullptr;
+}
+
 const DTypeInfo& Info(DType dtype) {
-  const DTypeInfo* info = FindDTypeInfo(static_cast<uint32_t>(dtype));
+  const DTypeInfo* info = FindAny(static_cast<uint32_t>(dtype));
   KILN_CHECK(info != nullptr) << "unknown dtype " << static_cast<uint32_t>(dtype);
   return *info;
 }
 
 std::optional<DType> DTypeFromName(std::string_view name) {
   for (const DTypeInfo& info : kInfos) {
-    if (name == info.name) return info.dtype;
+    if (name == info.name && !info.internal) return info.dtype;
   }
   return std::nullopt;
 }

@@ -30,6 +30,10 @@ enum class DType : uint32_t {
   kI64 = 27,
   kF64 = 28,
   kBF16 = 30,
+  // kiln's own layouts, never in a file (ids ggml retired): weight rows interleaved in
+  // groups of 16 at load time for the CPU kernels (kernels/pack.h).
+  kQ4_0_R16 = 36,
+  kQ8_0_R16 = 37,
 };
 
 struct DTypeInfo {
@@ -39,9 +43,11 @@ struct DTypeInfo {
   size_t block_bytes;     // bytes per block
   bool quantized;
   bool supported;         // kiln can dequantize / compute with it
+  bool internal = false;  // a kiln-only layout (no file may use it)
 };
 
 // Info for a known type; nullptr for an id kiln does not know (untrusted GGUF input).
+// The type of a file's ggml type id (null if unknown or kiln-internal).
 const DTypeInfo* FindDTypeInfo(uint32_t ggml_type_id);
 const DTypeInfo& Info(DType dtype);  // dtype must be known (KILN_CHECK)
 inline const char* DTypeName(DType d) { return Info(d).name; }

@@ -7,17 +7,21 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "backend/backend.h"
 #include "base/check.h"
+#include "kernels/pack.h"
 
 namespace kiln::backend {
 namespace {
 
-// Output rows per ParallelFor grain: enough work per chunk to amortise the dispatch.
-constexpr size_t kMatMulGrain = 16;
+// Output rows per ParallelFor unit: a packed group (kernels/pack.h), and enough work per chunk
+// to amortise the dispatch. Chunks start at multiples of it within each matrix.
+constexpr int64_t kMatMulGrain = kernels::kPackRows;
 // Elementwise ops: below this many values one thread is cheaper than waking the pool.
 constexpr size_t kElementwiseGrain = 16384;
 // Query rows per attention work item (tokens × heads of one GQA group), sharing K/V loads.
@@ -77,6 +81,18 @@ class ScopedOp {
   std::chrono::steady_clock::time_point t0_;
 };
 
+// KILN_REPACK=0 keeps weights in their file layout (to compare numerics or speed).
+bool RepackRequested() {
+  const char* env = std::getenv("KILN_REPACK");
+  return env == nullptr || std::string(env) != "0";
+}
+
+// Bytes with 64-byte alignment for packed weights.
+struct FreeDeleter {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+using AlignedBytes = std::unique_ptr<uint8_t, FreeDeleter>;
+
 bool ProfileRequested() {
   const char* env = std::getenv("KILN_PROFILE");
   return env != nullptr && *env != '\0' && *env != '0';
@@ -111,6 +127,33 @@ class CpuBackend final : public Backend {
     return Status::Ok();
   }
 
+  // Packs Q4_0/Q8_0 matrices whose rows fill groups of 16, when this table has its own packed
+  // gemm sharing the original type's activation quantizer (so MatMulShared still converts the
+  // activations once). The packing is split over the pool by groups.
+  void PrepareMatMulWeight(Matrix* m) override {
+    const std::optional<DType> packed = kernels::PackedTypeOf(m->dtype);
+    if (!packed.has_value() || !repack_ || m->rows % kernels::kPackRows != 0) return;
+    const kernels::TypeKernels& pk = table_.For(*packed);
+    if (pk.gemm == nullptr || pk.quantize_dot != table_.For(m->dtype).quantize_dot) return;
+    const size_t bytes = static_cast<size_t>(m->rows) * m->row_bytes;
+    AlignedBytes buf(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+    KILN_CHECK(buf != nullptr) << "out of memory packing " << bytes << " bytes";
+    const size_t groups = static_cast<size_t>(m->rows / kernels::kPackRows);
+    const size_t group_bytes = kernels::kPackRows * m->row_bytes;
+    const DType from = m->dtype;
+    uint8_t* dst = buf.get();
+    const uint8_t* src = m->data;
+    ParallelFor(pool_, 0, groups, 64, [&](size_t g0, size_t g1) {
+      kernels::PackRows(from, src + g0 * group_bytes, m->row_bytes,
+                        static_cast<int64_t>(g1 - g0) * kernels::kPackRows, m->cols,
+                        dst + g0 * group_bytes);
+    });
+    m->dtype = *packed;
+    m->data = buf.get();
+    packed_.push_back(std::move(buf));
+  }
+  int64_t PackedMatrices() const override { return static_cast<int64_t>(packed_.size()); }
+
   void Reserve(int64_t max_tokens, int64_t max_cols, int32_t max_positions) override {
     // Q8_K is the widest dot type per element (292 bytes / 256); f32 is 4 bytes / element.
     size_t per_row = static_cast<size_t>(max_cols) * 4 + 512;
@@ -130,7 +173,7 @@ class CpuBackend final : public Backend {
     KILN_CHECK(n >= 1) << "no matrices";
     const Matrix& w0 = *outs[0].w;
     const kernels::TypeKernels& k = table_.For(w0.dtype);
-    KILN_CHECK(k.quantize_dot != nullptr && k.vec_dot != nullptr)
+    KILN_CHECK(k.quantize_dot != nullptr && (k.vec_dot != nullptr || k.gemm != nullptr))
         << "no dot kernel for " << DTypeName(w0.dtype);
     for (int i = 1; i < n; ++i) {
       const Matrix& w = *outs[i].w;
@@ -154,30 +197,41 @@ class CpuBackend final : public Backend {
       });
     }
     ScopedOp timer(profile_, Op::kMatMul);
-    // One dispatch over the matrices' rows laid end to end; a thread's range may span several.
-    int64_t total_rows = 0;
-    for (int i = 0; i < n; ++i) total_rows += outs[i].w->rows;
-    ParallelFor(pool_, 0, static_cast<size_t>(total_rows), kMatMulGrain, [&](size_t g0, size_t g1) {
+    // One dispatch over the matrices' row units (kMatMulGrain rows, the last of a matrix
+    // possibly short) laid end to end; a thread's range may span several matrices.
+    int64_t total_units = 0;
+    for (int i = 0; i < n; ++i) total_units += (outs[i].w->rows + kMatMulGrain - 1) / kMatMulGrain;
+    ParallelFor(pool_, 0, static_cast<size_t>(total_units), 1, [&](size_t u0, size_t u1) {
       int64_t base = 0;
       for (int i = 0; i < n; ++i) {
         const int64_t rows = outs[i].w->rows;
-        const int64_t r0 = std::max<int64_t>(static_cast<int64_t>(g0) - base, 0);
-        const int64_t r1 = std::min<int64_t>(static_cast<int64_t>(g1) - base, rows);
-        if (r0 < r1) {
-          Rows(table_.For(outs[i].w->dtype), outs[i], act, *act_row_bytes, n_tokens, r0, r1);
+        const int64_t units = (rows + kMatMulGrain - 1) / kMatMulGrain;
+        const int64_t b = std::max<int64_t>(static_cast<int64_t>(u0) - base, 0);
+        const int64_t e = std::min<int64_t>(static_cast<int64_t>(u1) - base, units);
+        if (b < e) {
+          Rows(table_.For(outs[i].w->dtype), outs[i], act, *act_row_bytes, n_tokens,
+               b * kMatMulGrain, std::min(e * kMatMulGrain, rows));
         }
-        base += rows;
+        base += units;
       }
     });
   }
 
   void EmbeddingRows(const Matrix& table, const int32_t* ids, int64_t n, float* out) override {
     ScopedOp timer(profile_, Op::kEmbedding);
-    const kernels::TypeKernels& k = table_.For(table.dtype);
+    const bool packed = kernels::IsPacked(table.dtype);
+    const kernels::TypeKernels& k = table_.For(kernels::UnpackedTypeOf(table.dtype));
     KILN_CHECK(k.dequantize != nullptr) << "no dequantize for " << DTypeName(table.dtype);
+    if (packed && row_scratch_.size() < table.row_bytes) row_scratch_.resize(table.row_bytes);
     for (int64_t i = 0; i < n; ++i) {
       KILN_CHECK(ids[i] >= 0 && ids[i] < table.rows) << "token " << ids[i];
-      k.dequantize(table.Row(ids[i]), out + i * table.cols, table.cols);
+      const uint8_t* row = table.Row(ids[i]);
+      if (packed) {  // a tied output head packed for MatMul: the row in the file's layout
+        kernels::UnpackRow(table.dtype, table.data, table.row_bytes, ids[i], table.cols,
+                           row_scratch_.data());
+        row = row_scratch_.data();
+      }
+      k.dequantize(row, out + i * table.cols, table.cols);
     }
   }
 
@@ -280,6 +334,9 @@ class CpuBackend final : public Backend {
   bool ggml_exact_ = false;      // SetGgmlExact
   Profile profile_;
   std::vector<uint8_t> act_scratch_;  // quantized activation rows for MatMul
+  std::vector<uint8_t> row_scratch_;  // one unpacked embedding row
+  bool repack_ = RepackRequested();
+  std::vector<AlignedBytes> packed_;  // weights PrepareMatMulWeight moved
   int32_t max_positions_ = 0;
 };
 

@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "kernels/kernel_table.h"
+#include "kernels/pack.h"
 #include "kernels/quant.h"
 #include "tensor/fp16.h"
 
@@ -210,6 +211,65 @@ TEST(CpuBackendTest, RmsNormRowsAndEmbedding) {
   be->EmbeddingRows(F32Matrix(x, 3, dim), ids.data(), 2, emb.data());
   EXPECT_EQ(0, std::memcmp(emb.data(), &x[2 * dim], dim * 4));
   EXPECT_EQ(0, std::memcmp(emb.data() + dim, &x[0], dim * 4));
+}
+
+// Q4_0/Q8_0 matrices packed at load (kernels/pack.h) where the table has a packed gemm:
+// products follow the packed order bit for bit (also shared with an unpackable matrix, on two
+// threads), embedding rows come back as the file's rows, and a matrix whose rows do not fill
+// groups of 16 keeps its layout.
+TEST(CpuBackendTest, PackedWeightsMultiplyInPackedOrderAndEmbedTheFileRows) {
+  const int64_t cols = 320, rows = 48, odd_rows = 40, n_tok = 5;
+  auto wf = RandomVec(rows * cols, 50), x = RandomVec(n_tok * cols, 51);
+  ThreadPool pool(2);
+  int n_packed = 0;
+  for (const kernels::KernelTable* table_ptr : kernels::AvailableKernelTables()) {
+    const kernels::KernelTable& table = *table_ptr;
+    for (DType t : {DType::kQ4_0, DType::kQ8_0}) {
+      SCOPED_TRACE(table.isa + " " + DTypeName(t));
+      auto be = MakeCpuBackend(&pool, table);
+      const size_t rb = *RowBytes(t, cols);
+      std::vector<uint8_t> wq(rows * rb);
+      for (int64_t r = 0; r < rows; ++r) kernels::ref::QuantizeRow(t, &wf[r * cols], &wq[r * rb], cols);
+      const std::vector<uint8_t> original = wq;
+      Matrix m{t, rows, cols, wq.data(), rb};
+      Matrix odd{t, odd_rows, cols, wq.data(), rb};
+      be->PrepareMatMulWeight(&m);
+      be->PrepareMatMulWeight(&odd);
+      EXPECT_EQ(odd.dtype, t);
+      EXPECT_EQ(wq, original) << "packing wrote into the source";
+      const kernels::TypeKernels& pk = table.For(*kernels::PackedTypeOf(t));
+      if (pk.gemm == nullptr) {
+        EXPECT_EQ(m.dtype, t);
+        EXPECT_EQ(be->PackedMatrices(), 0);
+        continue;
+      }
+      ++n_packed;
+      ASSERT_EQ(m.dtype, *kernels::PackedTypeOf(t));
+      EXPECT_EQ(be->PackedMatrices(), 1);
+      std::vector<float> out(n_tok * rows), out_odd(n_tok * odd_rows), sep_odd(n_tok * odd_rows);
+      MatMulOut outs[2] = {{&m, nullptr, out.data()}, {&odd, nullptr, out_odd.data()}};
+      be->MatMulShared(outs, 2, x.data(), n_tok);
+      be->MatMul(odd, x.data(), n_tok, nullptr, sep_odd.data());
+      EXPECT_EQ(0, std::memcmp(out_odd.data(), sep_odd.data(), out_odd.size() * 4));
+      const size_t ab = *RowBytes(DType::kQ8_0, cols);
+      std::vector<uint8_t> act(ab);
+      for (int64_t i = 0; i < n_tok; ++i) {
+        pk.quantize_dot(&x[i * cols], act.data(), cols);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float want = kernels::ref::VecDotPackedOrder(m.dtype, &original[r * rb], act.data(), cols);
+          ASSERT_EQ(0, std::memcmp(&want, &out[i * rows + r], 4)) << "token " << i << " row " << r;
+        }
+      }
+      const int32_t ids[] = {0, 17, 47, 16};
+      std::vector<float> emb(4 * cols), want(cols);
+      be->EmbeddingRows(m, ids, 4, emb.data());
+      for (int i = 0; i < 4; ++i) {
+        kernels::ref::DequantizeRow(t, &original[ids[i] * rb], want.data(), cols);
+        EXPECT_EQ(0, std::memcmp(want.data(), &emb[i * cols], cols * 4)) << "id " << ids[i];
+      }
+    }
+  }
+  EXPECT_GT(n_packed, 0) << "the ref table packs Q4_0 and Q8_0";
 }
 
 }  // namespace

@@ -36,6 +36,10 @@ void SetDotTypes(KernelTable& t) {
       {DType::kQ4_K, DType::kQ8_K, avx2::QuantizeQ8_K},
       {DType::kQ5_K, DType::kQ8_K, avx2::QuantizeQ8_K},
       {DType::kQ6_K, DType::kQ8_K, avx2::QuantizeQ8_K},
+      // Packed layouts: the same quantizer pointer as Q4_0/Q8_0, so the backend can share
+      // one quantized activation between packed and unpacked matrices. gemm only.
+      {DType::kQ4_0_R16, DType::kQ8_0, avx2::QuantizeQ8_0},
+      {DType::kQ8_0_R16, DType::kQ8_0, avx2::QuantizeQ8_0},
   };
   for (const Row& r : rows) {
     t.For(r.weight).dot_type = r.dot;
@@ -46,6 +50,10 @@ void SetDotTypes(KernelTable& t) {
 #define KILN_SET_DOT(T)                         \
   t.For(DType::k##T).vec_dot = ISA::VecDot##T; \
   t.For(DType::k##T).gemm = ISA::Gemm##T;
+// Packed layouts: gemm only (vec_dot and dequantize stay null: pack.h).
+#define KILN_SET_PACKED_GEMM                               \
+  t.For(DType::kQ4_0_R16).gemm = ISA::GemmQ4_0R16;          \
+  t.For(DType::kQ8_0_R16).gemm = ISA::GemmQ8_0R16;
 
 KernelTable MakeAvx2() {
   KernelTable t;
@@ -53,6 +61,7 @@ KernelTable MakeAvx2() {
   SetDotTypes(t);
   namespace ISA = ::kiln::kernels::avx2;
   KILN_X86_DOT_TYPES(KILN_SET_DOT)
+  KILN_SET_PACKED_GEMM
   t.layer = {ISA::Attention, ISA::RmsNorm,    ISA::Rope,      ISA::GatedActivation,
              ISA::Add,       ISA::GgmlAttention, ISA::GgmlSwiGlu};
   return t;
@@ -64,12 +73,14 @@ KernelTable MakeAvx512() {
   SetDotTypes(t);
   namespace ISA = ::kiln::kernels::avx512;
   KILN_X86_DOT_TYPES(KILN_SET_DOT)
+  KILN_SET_PACKED_GEMM
   t.layer = {ISA::Attention, ISA::RmsNorm,    ISA::Rope,      ISA::GatedActivation,
              ISA::Add,       ISA::GgmlAttention, ISA::GgmlSwiGlu};
   return t;
 }
 
 #undef KILN_SET_DOT
+#undef KILN_SET_PACKED_GEMM
 
 std::vector<const KernelTable*> MakeCompiled() {
   static const KernelTable avx2 = MakeAvx2();

@@ -17,6 +17,7 @@
 #include "base/aligned.h"
 #include "base/thread_pool.h"
 #include "kernels/kernel_table.h"
+#include "kernels/pack.h"
 #include "kernels/quant.h"
 #include "tensor/dtype.h"
 
@@ -37,7 +38,9 @@ constexpr Shape kShapes[] = {
 
 constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
                             DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
-                            DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+                            DType::kQ4_K, DType::kQ5_K, DType::kQ6_K,
+                            // Packed layouts (kernels/pack.h), packed in the setup.
+                            DType::kQ4_0_R16, DType::kQ8_0_R16};
 
 // A weight matrix of `type`, filled by quantizing random floats one row at a time.
 struct Matrix {
@@ -46,6 +49,13 @@ struct Matrix {
 };
 
 Matrix MakeMatrix(const KernelTable& table, DType type, int64_t rows, int64_t k) {
+  if (IsPacked(type)) {  // the original type's matrix, packed (rows % 16 == 0 in kShapes)
+    const DType orig = UnpackedTypeOf(type);
+    const Matrix src = MakeMatrix(table, orig, rows, k);
+    Matrix m{AlignedBuffer(src.row_bytes * rows), src.row_bytes};
+    PackRows(orig, src.data.data(), src.row_bytes, rows, k, m.data.data());
+    return m;
+  }
   Matrix m{AlignedBuffer(*RowBytes(type, k) * rows), *RowBytes(type, k)};
   std::mt19937 rng(42);
   std::normal_distribution<float> gauss(0.0f, 1.0f);
@@ -180,6 +190,8 @@ void Register() {
   }
   for (const KernelTable* table : AvailableKernelTables()) {
     for (DType type : kTypes) {
+      // Packed layouts only where the table has its own gemm (dispatch leaves them empty).
+      if (IsPacked(type) && table->For(type).gemm == nullptr) continue;
       const std::string prefix = table->isa + "/" + DTypeName(type) + "/";
       for (const Shape& shape : kShapes) {
         // An f32 Qwen head is 545 MB: skip the plain types on the two biggest shapes.
@@ -199,6 +211,7 @@ void Register() {
               ->Unit(benchmark::kMillisecond);
         }
       }
+      if (IsPacked(type)) continue;  // the same quantizer as the original type
       benchmark::RegisterBenchmark(("quantize/" + prefix + "k:4864").c_str(), BM_Quantize,
                                    table, type, int64_t{4864});
     }

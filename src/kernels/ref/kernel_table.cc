@@ -1,6 +1,10 @@
 // RefKernelTable: the scalar oracle, one entry per weight type kiln computes with.
 #include "kernels/kernel_table.h"
+
+#include <utility>
+
 #include "kernels/norm.h"
+#include "kernels/pack.h"
 #include "kernels/ref/quant_rows.h"
 
 namespace kiln::kernels {
@@ -37,6 +41,15 @@ void FillRefTable(KernelTable& t) {
       ref::DequantizeRowQ5_K);
   set(DType::kQ6_K, DType::kQ8_K, ref::QuantizeRowQ8_K, ref::VecDotQ6_KQ8_K,
       ref::DequantizeRowQ6_K);
+  // Packed layouts (kernels/pack.h): gemm only (no per-row vec_dot or dequantize; the
+  // backend unpacks a row when it needs one).
+  for (auto [packed, gemm] : {std::pair{DType::kQ4_0_R16, &ref::GemmQ4_0R16},
+                              std::pair{DType::kQ8_0_R16, &ref::GemmQ8_0R16}}) {
+    TypeKernels& k = t.For(packed);
+    k.dot_type = DType::kQ8_0;
+    k.quantize_dot = ref::QuantizeActivationRowQ8_0;
+    k.gemm = gemm;
+  }
   t.For(DType::kQ8_1).dequantize = ref::DequantizeRowQ8_1;
   t.For(DType::kQ8_K).dequantize = ref::DequantizeRowQ8_K;
   t.layer.attention = ref::AttentionRows;

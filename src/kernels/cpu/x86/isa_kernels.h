@@ -31,6 +31,13 @@
                                                          row_begin, row_end);                \
   }
 
+// Packed layouts (kernels/pack.h): gemm only, row_begin/row_end multiples of 16 (packed.cc).
+#define KILN_X86_DECLARE_PACKED_GEMM(T)                                                     \
+  void Gemm##T(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,         \
+               int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin, \
+               int64_t row_end);
+#define KILN_X86_PACKED_TYPES(X) X(Q4_0R16) X(Q8_0R16)
+
 namespace kiln::kernels::avx2 {
 
 // f32 activations → dot types; byte-identical to the reference quantizers.
@@ -42,6 +49,7 @@ void QuantizeBF16(const float* x, void* y, int64_t n);
 void CopyF32(const float* x, void* y, int64_t n);
 
 KILN_X86_DOT_TYPES(KILN_X86_DECLARE_DOT)
+KILN_X86_PACKED_TYPES(KILN_X86_DECLARE_PACKED_GEMM)
 
 }  // namespace kiln::kernels::avx2
 
@@ -49,5 +57,6 @@ namespace kiln::kernels::avx512 {
 
 // The AVX-512 table reuses avx2's quantizers (a small share of the time, and identical bytes).
 KILN_X86_DOT_TYPES(KILN_X86_DECLARE_DOT)
+KILN_X86_PACKED_TYPES(KILN_X86_DECLARE_PACKED_GEMM)
 
 }  // namespace kiln::kernels::avx512

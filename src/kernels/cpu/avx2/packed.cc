@@ -1,0 +1,22 @@
+// AVX2 gemm for the packed weight layouts (kernels/pack.h; kernels in x86/packed_inl.h),
+// compiled with -mavx2 -mfma -mf16c only: maddubs + madd, 8 rows per vector.
+#include "kernels/cpu/x86/isa_kernels.h"
+#include "kernels/cpu/x86/packed_inl.h"
+
+namespace kiln::kernels::avx2 {
+
+void GemmQ4_0R16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
+                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
+                 int64_t row_end) {
+  x86::PackedGemm<x86::Avx2Q4R16>(w, w_row_bytes, a, a_row_bytes, n_tokens, k, out, out_stride,
+                                  row_begin, row_end);
+}
+
+void GemmQ8_0R16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
+                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
+                 int64_t row_end) {
+  x86::PackedGemm<x86::Avx2Q8R16>(w, w_row_bytes, a, a_row_bytes, n_tokens, k, out, out_stride,
+                                  row_begin, row_end);
+}
+
+}  // namespace kiln::kernels::avx2
