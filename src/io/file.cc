@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <utility>
 
@@ -43,6 +44,16 @@ StatusOr<File> File::Open(const std::string& path) {
   }
   ::close(fd);  // the mapping keeps the file alive
   return file;
+}
+
+void File::ReleasePages(const uint8_t* p, size_t n) const {
+  if (!owned_ || data_ == nullptr || p < data_ || n > size_ || p - data_ > static_cast<ptrdiff_t>(size_ - n)) {
+    return;
+  }
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 File File::Borrow(const uint8_t* data, size_t size, std::string name) {

@@ -29,6 +29,10 @@ class File {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops this process's pages of [p, p + n) (whole pages inside it) when they belong to a map
+  // this File owns: a later read faults them in again from the file, so the bytes never change;
+  // the resident size shrinks (weights copied into another layout). Ignored otherwise.
+  void ReleasePages(const uint8_t* p, size_t n) const;
 
  private:
   void Reset();

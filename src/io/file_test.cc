@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "io/io_test_util.h"
 
@@ -25,6 +30,43 @@ TEST(FileTest, MapsContentsAndMoves) {
   assigned = std::move(moved);
   EXPECT_EQ(assigned.data()[4], 'o');
   EXPECT_EQ(moved.data(), nullptr);  // NOLINT: moved-from state is specified
+}
+
+// kB of the mapping that starts at `start` resident in this process (/proc/self/smaps), or -1.
+long MappingRssKb(const void* start) {
+  std::ifstream smaps("/proc/self/smaps");
+  char prefix[32];
+  std::snprintf(prefix, sizeof(prefix), "%lx-", static_cast<unsigned long>(reinterpret_cast<uintptr_t>(start)));
+  std::string line;
+  bool in = false;
+  while (std::getline(smaps, line)) {
+    if (line.rfind(prefix, 0) == 0) in = true;
+    if (in && line.rfind("Rss:", 0) == 0) return std::stol(line.substr(4));
+  }
+  return -1;
+}
+
+TEST(FileTest, ReleasePagesDropsResidencyButNeverBytes) {
+  TempDir dir;
+  std::string bytes(256 * 1024 + 123, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 131 + 7);
+  auto f = File::Open(dir.Write("w.bin", bytes));
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  unsigned sum = 0;
+  for (size_t i = 0; i < f->size(); ++i) sum += f->data()[i];  // fault every page in
+  const long before = MappingRssKb(f->data());
+  ASSERT_GE(before, 256) << "smaps has no Rss for the mapping";
+  f->ReleasePages(f->data() + 100, f->size() - 200);  // whole pages inside the range only
+  const long after = MappingRssKb(f->data());
+  EXPECT_LE(after, 8) << "before " << before << " kB" << sum;
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f->data()), f->size()), bytes);
+  f->ReleasePages(f->data() - 4096, 8192);              // outside the map: ignored
+  f->ReleasePages(f->data() + 4096, f->size());         // runs past the end: ignored
+  // Borrowed memory is the caller's (here the heap): never released, bytes kept.
+  std::vector<uint8_t> heap(bytes.begin(), bytes.end());
+  File borrowed = File::Borrow(heap.data(), heap.size(), "heap");
+  borrowed.ReleasePages(heap.data(), heap.size());
+  EXPECT_EQ(std::string(heap.begin(), heap.end()), bytes);
 }
 
 TEST(FileTest, EmptyMissingAndDirectory) {

@@ -35,6 +35,7 @@ class GgufFile final : public TensorSource {
   const Metadata& metadata() const override { return metadata_; }
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
   const std::string& path() const override { return file_.path(); }
+  void ReleasePages(const uint8_t* p, size_t n) const override { file_.ReleasePages(p, n); }
 
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }

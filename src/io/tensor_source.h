@@ -74,6 +74,12 @@ class TensorSource {
   virtual const std::string& path() const = 0;
 
   const TensorInfo* FindTensor(std::string_view name) const;
+  // A tensor's bytes were copied elsewhere and will not be read through this source again:
+  // lets the source drop their resident pages (File::ReleasePages). Never changes the bytes.
+  virtual void ReleasePages(const uint8_t* p, size_t n) const {
+    (void)p;
+    (void)n;
+  }
   const MetaValue* FindMeta(std::string_view key) const;
 };
 

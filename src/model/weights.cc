@@ -120,14 +120,22 @@ class WeightsLoader {
     // Every matrix of a product in the backend's preferred layout; a tied head stays one
     // matrix (the embedding lookup reads the same bytes).
     const bool tied = w_->output.data == w_->token_embd.data;
-    be_.PrepareMatMulWeight(&w_->output);
+    Prepare(&w_->output);
     if (tied) w_->token_embd = w_->output;
     for (LayerWeights& l : w_->layers) {
       for (backend::Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
-        be_.PrepareMatMulWeight(m);
+        Prepare(m);
       }
     }
     return Status::Ok();
+  }
+
+  // The backend's layout for a product's matrix; when it copied the bytes, the file's pages of
+  // the tensor are released so the weights stay resident once, not twice.
+  void Prepare(backend::Matrix* m) {
+    const uint8_t* before = m->data;
+    be_.PrepareMatMulWeight(m);
+    if (m->data != before) source_.ReleasePages(before, static_cast<size_t>(m->rows) * m->row_bytes);
   }
 
  private:
