@@ -32,6 +32,9 @@ constexpr DTypeInfo kInfos[] = {
     // Sizes are per row, as the original type's: packing moves bytes, never adds any.
     {DType::kQ4_0_R16, "q4_0_r16", 32, 18, true, true, /*internal=*/true},
     {DType::kQ8_0_R16, "q8_0_r16", 32, 34, true, true, /*internal=*/true},
+    {DType::kQ5_0_R16, "q5_0_r16", 32, 22, true, true, /*internal=*/true},
+    {DType::kQ4_K_R16, "q4_K_r16", 256, 144, true, true, /*internal=*/true},
+    {DType::kQ6_K_R16, "q6_K_r16", 256, 210, true, true, /*internal=*/true},
 };
 
 const DTypeInfo* FindAny(uint32_t id) {

@@ -34,6 +34,9 @@ enum class DType : uint32_t {
   // groups of 16 at load time for the CPU kernels (kernels/pack.h).
   kQ4_0_R16 = 36,
   kQ8_0_R16 = 37,
+  kQ5_0_R16 = 38,
+  kQ4_K_R16 = 31,
+  kQ6_K_R16 = 32,
 };
 
 struct DTypeInfo {

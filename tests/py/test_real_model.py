@@ -69,9 +69,10 @@ def test_info_describes_the_file(model):
 GREEDY_N = 32
 # Tokens agreed before the first difference, 5 prompts x 32 (measured, ggml-cpu-zen4):
 #   SmolLM2 Q4_1 (the default model): [32, 32, 32, 32, 32]
-#   Gemma 3 Q4_K_M: [11, 9, 32, 1, 5]: llama.cpp repacks Q4_K weights (q4_K_8x8 gemv/gemm,
-#   another summation order) and runs Q8_0 prompt products through tinyBLAS, which kiln does
-#   not reproduce; the first generated token of each prompt agrees.
+#   Gemma 3 Q4_K_M: [11, 9, 6, 15, 10] with kiln's packed Q4_K/Q6_K/Q5_0/Q8_0 layouts
+#   (kernels/pack.h; [11, 9, 32, 1, 5] with KILN_REPACK=0): llama.cpp repacks Q4_K weights
+#   (q4_K_8x8 gemv/gemm, another summation order) and runs Q8_0 prompt products through
+#   tinyBLAS, which kiln does not reproduce; the first generated token of each prompt agrees.
 GREEDY_MIN_TOTAL = {"smollm2": 5 * GREEDY_N, "gemma3": 40}
 
 

@@ -127,9 +127,10 @@ class CpuBackend final : public Backend {
     return Status::Ok();
   }
 
-  // Packs Q4_0/Q8_0 matrices whose rows fill groups of 16, when this table has its own packed
-  // gemm sharing the original type's activation quantizer (so MatMulShared still converts the
-  // activations once). The packing is split over the pool by groups.
+  // Packs matrices of a type with a packed layout (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K: kernels/pack.h)
+  // whose rows fill groups of 16, when this table has its own packed gemm sharing the original
+  // type's activation quantizer (so MatMulShared still converts the activations once). The
+  // packing is split over the pool by groups.
   void PrepareMatMulWeight(Matrix* m) override {
     const std::optional<DType> packed = kernels::PackedTypeOf(m->dtype);
     if (!packed.has_value() || !repack_ || m->rows % kernels::kPackRows != 0) return;

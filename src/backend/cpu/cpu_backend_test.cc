@@ -213,18 +213,18 @@ TEST(CpuBackendTest, RmsNormRowsAndEmbedding) {
   EXPECT_EQ(0, std::memcmp(emb.data() + dim, &x[0], dim * 4));
 }
 
-// Q4_0/Q8_0 matrices packed at load (kernels/pack.h) where the table has a packed gemm:
+// Matrices of the types with a packed layout, packed at load (kernels/pack.h) where the table has a packed gemm:
 // products follow the packed order bit for bit (also shared with an unpackable matrix, on two
 // threads), embedding rows come back as the file's rows, and a matrix whose rows do not fill
 // groups of 16 keeps its layout.
 TEST(CpuBackendTest, PackedWeightsMultiplyInPackedOrderAndEmbedTheFileRows) {
-  const int64_t cols = 320, rows = 48, odd_rows = 40, n_tok = 5;
+  const int64_t cols = 512, rows = 48, odd_rows = 40, n_tok = 5;
   auto wf = RandomVec(rows * cols, 50), x = RandomVec(n_tok * cols, 51);
   ThreadPool pool(2);
   int n_packed = 0;
   for (const kernels::KernelTable* table_ptr : kernels::AvailableKernelTables()) {
     const kernels::KernelTable& table = *table_ptr;
-    for (DType t : {DType::kQ4_0, DType::kQ8_0}) {
+    for (DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
       SCOPED_TRACE(table.isa + " " + DTypeName(t));
       auto be = MakeCpuBackend(&pool, table);
       const size_t rb = *RowBytes(t, cols);
@@ -251,7 +251,7 @@ TEST(CpuBackendTest, PackedWeightsMultiplyInPackedOrderAndEmbedTheFileRows) {
       be->MatMulShared(outs, 2, x.data(), n_tok);
       be->MatMul(odd, x.data(), n_tok, nullptr, sep_odd.data());
       EXPECT_EQ(0, std::memcmp(out_odd.data(), sep_odd.data(), out_odd.size() * 4));
-      const size_t ab = *RowBytes(DType::kQ8_0, cols);
+      const size_t ab = *RowBytes(pk.dot_type, cols);
       std::vector<uint8_t> act(ab);
       for (int64_t i = 0; i < n_tok; ++i) {
         pk.quantize_dot(&x[i * cols], act.data(), cols);
@@ -269,7 +269,7 @@ TEST(CpuBackendTest, PackedWeightsMultiplyInPackedOrderAndEmbedTheFileRows) {
       }
     }
   }
-  EXPECT_GT(n_packed, 0) << "the ref table packs Q4_0 and Q8_0";
+  EXPECT_GE(n_packed, 5) << "the ref table packs Q4_0, Q5_0, Q8_0, Q4_K and Q6_K";
 }
 
 }  // namespace

@@ -36,10 +36,13 @@ void SetDotTypes(KernelTable& t) {
       {DType::kQ4_K, DType::kQ8_K, avx2::QuantizeQ8_K},
       {DType::kQ5_K, DType::kQ8_K, avx2::QuantizeQ8_K},
       {DType::kQ6_K, DType::kQ8_K, avx2::QuantizeQ8_K},
-      // Packed layouts: the same quantizer pointer as Q4_0/Q8_0, so the backend can share
+      // Packed layouts: the same quantizer pointer as the original type, so the backend can share
       // one quantized activation between packed and unpacked matrices. gemm only.
       {DType::kQ4_0_R16, DType::kQ8_0, avx2::QuantizeQ8_0},
       {DType::kQ8_0_R16, DType::kQ8_0, avx2::QuantizeQ8_0},
+      {DType::kQ5_0_R16, DType::kQ8_0, avx2::QuantizeQ8_0},
+      {DType::kQ4_K_R16, DType::kQ8_K, avx2::QuantizeQ8_K},
+      {DType::kQ6_K_R16, DType::kQ8_K, avx2::QuantizeQ8_K},
   };
   for (const Row& r : rows) {
     t.For(r.weight).dot_type = r.dot;
@@ -53,7 +56,10 @@ void SetDotTypes(KernelTable& t) {
 // Packed layouts: gemm only (vec_dot and dequantize stay null: pack.h).
 #define KILN_SET_PACKED_GEMM                               \
   t.For(DType::kQ4_0_R16).gemm = ISA::GemmQ4_0R16;          \
-  t.For(DType::kQ8_0_R16).gemm = ISA::GemmQ8_0R16;
+  t.For(DType::kQ8_0_R16).gemm = ISA::GemmQ8_0R16;          \
+  t.For(DType::kQ5_0_R16).gemm = ISA::GemmQ5_0R16;          \
+  t.For(DType::kQ4_K_R16).gemm = ISA::GemmQ4_KR16;          \
+  t.For(DType::kQ6_K_R16).gemm = ISA::GemmQ6_KR16;
 
 KernelTable MakeAvx2() {
   KernelTable t;

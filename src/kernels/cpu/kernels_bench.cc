@@ -3,7 +3,8 @@
 // gemm (prompt; GFLOP/s) per kernel table × weight type × model shape, and a STREAM-like
 // read bandwidth (1 and 2 threads) to express the matvec figures as a share of the roofline.
 //   kernels_bench --benchmark_filter='matvec/avx512/q4_0' --benchmark_repetitions=5
-// Shapes are (rows = output features) × (k = input features) of SmolLM2-135M and Qwen2.5-0.5B.
+// Shapes are (rows = output features) × (k = input features) of SmolLM2-135M, Qwen2.5-0.5B
+// and Llama-3.2-1B.
 // One-thread rates use CPU time (the machine is shared; wall time counts other jobs' slices);
 // two-thread rates need wall time and are only meaningful on a quiet machine.
 #include <benchmark/benchmark.h>
@@ -34,13 +35,17 @@ constexpr Shape kShapes[] = {
     {"smol_ffn_down_576x1536", 576, 1536}, {"smol_lm_head_49152x576", 49152, 576},
     {"qwen_attn_896x896", 896, 896},       {"qwen_ffn_up_4864x896", 4864, 896},
     {"qwen_ffn_down_896x4864", 896, 4864}, {"qwen_lm_head_151936x896", 151936, 896},
+    // Llama-3.2-1B: k a multiple of 256, so the K types (its Q4_K_M file's q4_K/q6_K) run.
+    {"llama_attn_2048x2048", 2048, 2048},   {"llama_ffn_down_2048x8192", 2048, 8192},
+    {"llama_lm_head_128256x2048", 128256, 2048},
 };
 
 constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
                             DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
                             DType::kQ4_K, DType::kQ5_K, DType::kQ6_K,
                             // Packed layouts (kernels/pack.h), packed in the setup.
-                            DType::kQ4_0_R16, DType::kQ8_0_R16};
+                            DType::kQ4_0_R16, DType::kQ8_0_R16, DType::kQ5_0_R16,
+                            DType::kQ4_K_R16, DType::kQ6_K_R16};
 
 // A weight matrix of `type`, filled by quantizing random floats one row at a time.
 struct Matrix {

@@ -6,6 +6,7 @@
 // batch it is in.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -14,19 +15,26 @@
 
 #include "kernels/kernel_table.h"
 #include "kernels/pack.h"
+#include "kernels/quant.h"
 #include "tensor/dtype.h"
 
 namespace kiln::kernels {
 namespace {
 
-constexpr int64_t kQK = 32;
-
 struct PackCase {
   DType orig, packed;
   size_t block_bytes;  // original block bytes
+  int64_t block_elems;
+  DType act;           // activation (dot) type
+  size_t act_bytes;    // its block bytes
 };
-constexpr PackCase kCases[] = {{DType::kQ4_0, DType::kQ4_0_R16, 18},
-                               {DType::kQ8_0, DType::kQ8_0_R16, 34}};
+constexpr PackCase kCases[] = {
+    {DType::kQ4_0, DType::kQ4_0_R16, 18, 32, DType::kQ8_0, 34},
+    {DType::kQ8_0, DType::kQ8_0_R16, 34, 32, DType::kQ8_0, 34},
+    {DType::kQ5_0, DType::kQ5_0_R16, 22, 32, DType::kQ8_0, 34},
+    {DType::kQ4_K, DType::kQ4_K_R16, 144, 256, DType::kQ8_K, 292},
+    {DType::kQ6_K, DType::kQ6_K_R16, 210, 256, DType::kQ8_K, 292},
+};
 
 // Buffer whose data starts `offset` bytes past a 64-byte boundary, `fill` elsewhere.
 class Misaligned {
@@ -71,34 +79,79 @@ void RandomQuants(std::mt19937& rng, uint8_t* q, int n, uint8_t lo, uint8_t hi, 
   }
 }
 
-// `rows` rows of the original type c.orig (Q4_0: every nibble 0…15; Q8_0: −128…127).
+// One block of the original type c.orig: every bit pattern of the quants (Q4_0/Q5_0: any
+// nibble and high bit; Q8_0: −128…127; Q4_K: any scale/min byte and nibble; Q6_K: any ql, qh
+// and int8 sub-scale), f16 scales from RandomScale.
+void RandomBlock(const PackCase& c, std::mt19937& rng, uint8_t* blk) {
+  const uint16_t d = RandomScale(rng), d2 = RandomScale(rng);
+  switch (c.orig) {
+    case DType::kQ4_0:
+      std::memcpy(blk, &d, 2);
+      RandomQuants(rng, blk + 2, 16, 0x00, 0xFF, false);
+      break;
+    case DType::kQ5_0:
+      std::memcpy(blk, &d, 2);
+      RandomQuants(rng, blk + 2, 20, 0x00, 0xFF, false);
+      break;
+    case DType::kQ8_0:
+      std::memcpy(blk, &d, 2);
+      RandomQuants(rng, blk + 2, 32, 0x80, 0x7F, true);
+      break;
+    case DType::kQ4_K:
+      std::memcpy(blk, &d, 2);
+      std::memcpy(blk + 2, &d2, 2);
+      RandomQuants(rng, blk + 4, 12, 0x00, 0xFF, false);
+      RandomQuants(rng, blk + 16, 128, 0x00, 0xFF, false);
+      break;
+    case DType::kQ6_K:
+      RandomQuants(rng, blk, 192, 0x00, 0xFF, false);
+      RandomQuants(rng, blk + 192, 16, 0x80, 0x7F, true);
+      std::memcpy(blk + 208, &d, 2);
+      break;
+    default:
+      FAIL() << DTypeName(c.orig);
+  }
+}
+
+// `rows` rows of the original type c.orig.
 std::vector<uint8_t> RandomWeights(const PackCase& c, int64_t rows, int64_t k, uint32_t seed) {
   std::mt19937 rng(seed);
-  const int64_t nb = k / kQK;
+  const int64_t nb = k / c.block_elems;
   std::vector<uint8_t> w(static_cast<size_t>(rows * nb) * c.block_bytes);
-  for (int64_t i = 0; i < rows * nb; ++i) {
-    uint8_t* blk = w.data() + i * c.block_bytes;
-    const uint16_t d = RandomScale(rng);
-    std::memcpy(blk, &d, 2);
-    if (c.orig == DType::kQ4_0) {
-      RandomQuants(rng, blk + 2, 16, 0x00, 0xFF, false);
-    } else {
-      RandomQuants(rng, blk + 2, 32, 0x80, 0x7F, true);
-    }
-  }
+  for (int64_t i = 0; i < rows * nb; ++i) RandomBlock(c, rng, w.data() + i * c.block_bytes);
   return w;
 }
 
-// Q8_0 activation rows as quantize_dot makes them: quants in [−127, 127].
-std::vector<uint8_t> RandomActivations(int64_t n_tokens, int64_t k, uint32_t seed) {
+// Sets a Q8_K block's bsums from its quants.
+void SetBsums(uint8_t* blk) {
+  for (int j = 0; j < 16; ++j) {
+    int sum = 0;
+    for (int e = 0; e < 16; ++e) sum += static_cast<int8_t>(blk[4 + 16 * j + e]);
+    const int16_t s16 = static_cast<int16_t>(sum);
+    std::memcpy(blk + 260 + 2 * j, &s16, 2);
+  }
+}
+
+// Activation rows as quantize_dot makes them: Q8_0 quants in [−127, 127]; Q8_K quants in
+// [−128, 127] with a finite f32 scale and consistent bsums.
+std::vector<uint8_t> RandomActivations(const PackCase& c, int64_t n_tokens, int64_t k,
+                                       uint32_t seed) {
   std::mt19937 rng(seed);
-  const int64_t nb = k / kQK;
-  std::vector<uint8_t> a(static_cast<size_t>(n_tokens * nb) * 34);
+  const int64_t nb = k / c.block_elems;
+  std::vector<uint8_t> a(static_cast<size_t>(n_tokens * nb) * c.act_bytes);
   for (int64_t i = 0; i < n_tokens * nb; ++i) {
-    uint8_t* blk = a.data() + i * 34;
-    const uint16_t d = RandomScale(rng);
-    std::memcpy(blk, &d, 2);
-    RandomQuants(rng, blk + 2, 32, 0x81, 0x7F, true);
+    uint8_t* blk = a.data() + i * c.act_bytes;
+    if (c.act == DType::kQ8_0) {
+      const uint16_t d = RandomScale(rng);
+      std::memcpy(blk, &d, 2);
+      RandomQuants(rng, blk + 2, 32, 0x81, 0x7F, true);
+    } else {
+      const float d = std::ldexp(static_cast<float>(rng() % 1000) - 500.0f,
+                                 static_cast<int>(rng() % 40) - 30);
+      std::memcpy(blk, &d, 4);
+      RandomQuants(rng, blk + 4, 256, 0x80, 0x7F, true);
+      SetBsums(blk);
+    }
   }
   return a;
 }
@@ -106,16 +159,17 @@ std::vector<uint8_t> RandomActivations(int64_t n_tokens, int64_t k, uint32_t see
 std::vector<const KernelTable*> PackedTables() {
   std::vector<const KernelTable*> out;
   for (const KernelTable* t : AvailableKernelTables()) {
-    if (t->For(DType::kQ4_0_R16).gemm != nullptr || t->For(DType::kQ8_0_R16).gemm != nullptr) {
-      out.push_back(t);
+    for (const PackCase& c : kCases) {
+      if (t->For(c.packed).gemm != nullptr) {
+        out.push_back(t);
+        break;
+      }
     }
   }
   return out;
 }
 
-GemmFn RefGemm(DType packed) {
-  return packed == DType::kQ4_0_R16 ? ref::GemmQ4_0R16 : ref::GemmQ8_0R16;
-}
+GemmFn RefGemm(DType packed) { return RefKernelTable().For(packed).gemm; }
 
 // One weight matrix (original and packed) with kMaxTokens activation rows and the oracle
 // want[t * rows + r] = ref::VecDotPackedOrder(original row r, token t).
@@ -128,11 +182,15 @@ struct Problem {
   std::vector<float> want;
 
   Problem(const PackCase& pc, int64_t r, int64_t kk, uint32_t seed)
-      : c(pc), rows(r), k(kk), w_row_bytes(kk / kQK * pc.block_bytes), a_row_bytes(kk / kQK * 34) {
+      : c(pc),
+        rows(r),
+        k(kk),
+        w_row_bytes(kk / pc.block_elems * pc.block_bytes),
+        a_row_bytes(kk / pc.block_elems * pc.act_bytes) {
     orig = RandomWeights(c, rows, k, seed);
     packed.resize(orig.size());
     PackRows(c.orig, orig.data(), w_row_bytes, rows, k, packed.data());
-    act = RandomActivations(kMaxTokens, k, seed * 31 + 7);
+    act = RandomActivations(c, kMaxTokens, k, seed * 31 + 7);
     want.resize(static_cast<size_t>(kMaxTokens * rows));
     for (int64_t t = 0; t < kMaxTokens; ++t) {
       for (int64_t i = 0; i < rows; ++i) {
@@ -182,7 +240,7 @@ TEST(PackedCpu, PackRowsUnpackRowRoundTrip) {
   for (const PackCase& c : kCases) {
     for (int64_t rows : {16, 48}) {
       for (int64_t nb : {1, 3, 8}) {
-        const int64_t k = nb * kQK;
+        const int64_t k = nb * c.block_elems;
         const size_t row_bytes = nb * c.block_bytes;
         const std::vector<uint8_t> orig = RandomWeights(c, rows, k, 11 * rows + nb);
         std::vector<uint8_t> packed(orig.size());
@@ -199,13 +257,13 @@ TEST(PackedCpu, PackRowsUnpackRowRoundTrip) {
   }
 }
 
-TEST(PackedCpu, X86TablesHavePackedGemmSharingTheQ8_0Quantizer) {
+TEST(PackedCpu, X86TablesHavePackedGemmSharingTheOriginalQuantizer) {
   for (const KernelTable* t : AvailableKernelTables()) {
     if (t->isa != "avx2" && t->isa != "avx512") continue;
     for (const PackCase& c : kCases) {
       const TypeKernels& k = t->For(c.packed);
       EXPECT_NE(k.gemm, nullptr) << t->isa << " " << DTypeName(c.packed);
-      EXPECT_EQ(k.dot_type, DType::kQ8_0) << t->isa;
+      EXPECT_EQ(k.dot_type, c.act) << t->isa;
       // The backend shares quantized activations only when the pointers are equal.
       EXPECT_EQ(k.quantize_dot, t->For(c.orig).quantize_dot) << t->isa;
       EXPECT_EQ(k.vec_dot, nullptr) << t->isa;
@@ -224,7 +282,8 @@ TEST(PackedCpu, GemmEqualsPackedOrderBitForBit) {
   for (const PackCase& c : kCases) {
     for (int64_t rows : {16, 32, 48, 96}) {
       for (int64_t nb : {1, 2, 3, 4, 5, 7, 9, 16, 28, 31, 128}) {
-        const Problem p(c, rows, nb * kQK, static_cast<uint32_t>(rows * 1000 + nb));
+        if (c.block_elems == 256 && nb > 16) continue;  // k up to 4096 for the K types
+        const Problem p(c, rows, nb * c.block_elems, static_cast<uint32_t>(rows * 1000 + nb));
         std::vector<int64_t> token_counts = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
                                              10, 11, 12, 13, 14, 15, 16, 17, 64};
         if (nb > 9) token_counts = {1, 2, 5, 9, 17, 64};
@@ -290,29 +349,90 @@ TEST(PackedCpu, OneTokenEqualsTheSameTokenInABatch) {
   }
 }
 
+// The packed order is the original type's dot product, only summed in another order: on
+// quantized Gaussian rows it equals Σ dequantized weight × dequantized activation (double)
+// within float rounding, and agrees with ref::VecDot just as closely.
+TEST(PackedCpu, PackedOrderIsTheOriginalTypesDotProduct) {
+  const KernelTable& ref_table = RefKernelTable();
+  for (const PackCase& c : kCases) {
+    const int64_t k = 1024;
+    std::mt19937 rng(77);
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    std::vector<float> w(k), x(k), wd(k), xd(k);
+    std::vector<uint8_t> wq(*RowBytes(c.orig, k)), aq(*RowBytes(c.act, k));
+    for (int trial = 0; trial < 20; ++trial) {
+      for (float& v : w) v = gauss(rng) * (trial % 2 ? 0.01f : 3.0f);
+      for (float& v : x) v = gauss(rng) * (trial % 3 ? 1.0f : 40.0f);
+      ref::QuantizeRow(c.orig, w.data(), wq.data(), k);
+      ref_table.For(c.orig).quantize_dot(x.data(), aq.data(), k);
+      ref::DequantizeRow(c.orig, wq.data(), wd.data(), k);
+      ref::DequantizeRow(c.act, aq.data(), xd.data(), k);
+      double exact = 0, mag = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        exact += static_cast<double>(wd[i]) * xd[i];
+        mag += std::fabs(static_cast<double>(wd[i]) * xd[i]);
+      }
+      const float got = ref::VecDotPackedOrder(c.packed, wq.data(), aq.data(), k);
+      EXPECT_NEAR(got, exact, 1e-5 * mag) << DTypeName(c.packed) << " trial " << trial;
+      EXPECT_NEAR(got, ref::VecDot(c.orig, wq.data(), aq.data(), k), 2e-5 * mag)
+          << DTypeName(c.packed) << " trial " << trial;
+    }
+  }
+}
+
 // Extreme quants everywhere: Q8_0 weights all −128 or all 127 against activations all ±127
-// (the int16 pair sums of maddubs must neither saturate nor lose the sign), Q4_0 nibbles all
-// 0 or 15, with the largest f16 scales.
+// (the int16 pair sums of maddubs must neither saturate nor lose the sign), Q4_0/Q5_0 nibbles
+// and high bits all 0 or all 1, Q4_K sub-scales and mins 63 with nibbles 0 or 15, Q6_K values
+// 0 or 63 with sub-scales −128 or 127 against Q8_K activations all −128 or 127; the largest
+// f16 scales.
+void SetExtremeBlock(const PackCase& c, int64_t r, int64_t b, uint8_t* blk) {
+  const uint16_t d = (r + b) % 2 ? 0x7BFF : 0xFBFF;
+  const uint8_t all = r % 2 ? 0xFF : 0x00;
+  switch (c.orig) {
+    case DType::kQ8_0:
+      std::memcpy(blk, &d, 2);
+      std::memset(blk + 2, r % 2 ? 0x7F : 0x80, 32);
+      break;
+    case DType::kQ4_K:
+      std::memcpy(blk, &d, 2);
+      std::memcpy(blk + 2, &d, 2);
+      std::memset(blk + 4, 0xFF, 12);
+      std::memset(blk + 16, all, 128);
+      break;
+    case DType::kQ6_K:
+      std::memset(blk, all, 192);
+      std::memset(blk + 192, (r / 2) % 2 ? 0x7F : 0x80, 16);
+      std::memcpy(blk + 208, &d, 2);
+      break;
+    default:  // Q4_0, Q5_0
+      std::memcpy(blk, &d, 2);
+      std::memset(blk + 2, all, c.block_bytes - 2);
+  }
+}
+
 TEST(PackedCpu, ExtremeQuantsAreExact) {
   for (const PackCase& c : kCases) {
-    const int64_t rows = 32, k = 256, nb = k / kQK;
+    const int64_t rows = 32, k = 512, nb = k / c.block_elems;
     Problem p(c, rows, k, 5);
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t b = 0; b < nb; ++b) {
-        uint8_t* blk = p.orig.data() + r * p.w_row_bytes + b * c.block_bytes;
-        const uint16_t d = (r + b) % 2 ? 0x7BFF : 0xFBFF;
-        std::memcpy(blk, &d, 2);
-        const uint8_t q = c.orig == DType::kQ4_0 ? (r % 2 ? 0xFF : 0x00) : (r % 2 ? 0x7F : 0x80);
-        std::memset(blk + 2, q, c.block_bytes - 2);
+        SetExtremeBlock(c, r, b, p.orig.data() + r * p.w_row_bytes + b * c.block_bytes);
       }
     }
     PackRows(c.orig, p.orig.data(), p.w_row_bytes, rows, k, p.packed.data());
     for (int64_t t = 0; t < Problem::kMaxTokens; ++t) {
       for (int64_t b = 0; b < nb; ++b) {
-        uint8_t* blk = p.act.data() + t * p.a_row_bytes + b * 34;
-        const uint16_t d = 0x7BFF;
-        std::memcpy(blk, &d, 2);
-        std::memset(blk + 2, (t + b) % 3 ? 0x7F : 0x81, 32);  // isum = ±32·127·w
+        uint8_t* blk = p.act.data() + t * p.a_row_bytes + b * c.act_bytes;
+        if (c.act == DType::kQ8_0) {
+          const uint16_t d = 0x7BFF;
+          std::memcpy(blk, &d, 2);
+          std::memset(blk + 2, (t + b) % 3 ? 0x7F : 0x81, 32);  // isum = ±32·127·w
+        } else {
+          const float d = 1e4f;
+          std::memcpy(blk, &d, 4);
+          std::memset(blk + 4, (t + b) % 3 ? 0x7F : 0x80, 256);
+          SetBsums(blk);
+        }
       }
       for (int64_t i = 0; i < rows; ++i) {
         p.want[t * rows + i] = ref::VecDotPackedOrder(

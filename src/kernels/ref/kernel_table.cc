@@ -44,10 +44,18 @@ void FillRefTable(KernelTable& t) {
   // Packed layouts (kernels/pack.h): gemm only (no per-row vec_dot or dequantize; the
   // backend unpacks a row when it needs one).
   for (auto [packed, gemm] : {std::pair{DType::kQ4_0_R16, &ref::GemmQ4_0R16},
-                              std::pair{DType::kQ8_0_R16, &ref::GemmQ8_0R16}}) {
+                              std::pair{DType::kQ8_0_R16, &ref::GemmQ8_0R16},
+                              std::pair{DType::kQ5_0_R16, &ref::GemmQ5_0R16}}) {
     TypeKernels& k = t.For(packed);
     k.dot_type = DType::kQ8_0;
     k.quantize_dot = ref::QuantizeActivationRowQ8_0;
+    k.gemm = gemm;
+  }
+  for (auto [packed, gemm] : {std::pair{DType::kQ4_K_R16, &ref::GemmQ4_KR16},
+                              std::pair{DType::kQ6_K_R16, &ref::GemmQ6_KR16}}) {
+    TypeKernels& k = t.For(packed);
+    k.dot_type = DType::kQ8_K;
+    k.quantize_dot = ref::QuantizeRowQ8_K;
     k.gemm = gemm;
   }
   t.For(DType::kQ8_1).dequantize = ref::DequantizeRowQ8_1;

@@ -36,7 +36,7 @@
   void Gemm##T(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,         \
                int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin, \
                int64_t row_end);
-#define KILN_X86_PACKED_TYPES(X) X(Q4_0R16) X(Q8_0R16)
+#define KILN_X86_PACKED_TYPES(X) X(Q4_0R16) X(Q8_0R16) X(Q5_0R16) X(Q4_KR16) X(Q6_KR16)
 
 namespace kiln::kernels::avx2 {
 
