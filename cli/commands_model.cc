@@ -311,7 +311,9 @@ void AddBenchCommand(CLI::App& app, Handler* handler) {
                        {"pp_cpu_s", r->pp_cpu_s}, {"tg_cpu_s", r->tg_cpu_s},
                        {"pp_wall_s", r->pp_wall_s}, {"tg_wall_s", r->tg_wall_s},
                        {"pp_cpu_share", share(r->pp_cpu_s, r->pp_wall_s)},
-                       {"tg_cpu_share", share(r->tg_cpu_s, r->tg_wall_s)}});
+                       {"tg_cpu_share", share(r->tg_cpu_s, r->tg_wall_s)},
+                       {"read_gbs", r->read_gbs}, {"tg_bytes_per_token", r->tg_bytes_per_token},
+                       {"tg_roofline", r->tg_roofline}});
       } else {
         std::printf("| model | isa | threads | test | t/s | CPU share |\n|---|---|---|---|---|---|\n");
         std::printf("| %s | %s | %d | pp%d | %.2f ± %.2f | %.2f |\n", info.name.c_str(), r->isa.c_str(),
@@ -319,6 +321,9 @@ void AddBenchCommand(CLI::App& app, Handler* handler) {
         if (r->n_gen > 0) {
           std::printf("| %s | %s | %d | tg%d | %.2f ± %.2f | %.2f |\n", info.name.c_str(), r->isa.c_str(),
                       r->n_threads, r->n_gen, r->tg_tok_s, r->tg_tok_s_std, share(r->tg_cpu_s, r->tg_wall_s));
+          std::printf("\nread bandwidth %.1f GB/s (%d threads); tg reads %.1f MB per token: %.0f %% "
+                      "of the memory roofline\n",
+                      r->read_gbs, r->n_threads, r->tg_bytes_per_token / 1e6, 100 * r->tg_roofline);
         }
       }
       return 0;

@@ -105,6 +105,9 @@ struct BenchResult {
   double pp_wall_s = 0, tg_wall_s = 0;        // mean wall seconds per run
   double load_ms = 0;                         // model load time
   std::string isa;
+  // tg memory roofline (0 without tg): read bandwidth measured with the same thread count
+  // (GB/s), bytes a decode step reads at the mean tg position, and tg_tok_s × bytes ÷ bandwidth.
+  double read_gbs = 0, tg_bytes_per_token = 0, tg_roofline = 0;
 };
 
 // One loaded model + tokenizer + a generation context. Not thread-safe (one caller at a time);

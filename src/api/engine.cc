@@ -146,6 +146,9 @@ class EngineImpl final : public Engine {
     r.tg_wall_s = mean(o.tg.wall_s);
     r.load_ms = lm_->load_ms;
     r.isa = engine::KernelIsa(*lm_);
+    r.read_gbs = o.read_gbs;
+    r.tg_bytes_per_token = o.tg_bytes_per_token;
+    r.tg_roofline = o.tg_roofline;
     return r;
   }
 

@@ -2,8 +2,12 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <thread>
+#include <vector>
 
 #include "engine/generate.h"
 
@@ -133,7 +137,47 @@ StatusOr<BenchOutput> Bench(LoadedModel& lm, int32_t n_prompt, int32_t n_gen, in
   Summarize(out.tg);
   out.pp_tok_s = out.pp.mean;
   out.tg_tok_s = out.tg.mean;
+  if (n_gen > 0) {
+    out.read_gbs = MeasureReadBandwidth(lm.model->NumThreads());
+    out.tg_bytes_per_token = lm.model->DecodeBytesRead(n_prompt + n_gen / 2);
+    if (out.read_gbs > 0) out.tg_roofline = out.tg_tok_s * out.tg_bytes_per_token / (out.read_gbs * 1e9);
+  }
   return out;
+}
+
+double MeasureReadBandwidth(int n_threads, size_t bytes, int passes) {
+  n_threads = std::max(n_threads, 1);
+  const size_t n = bytes / sizeof(uint64_t);
+  std::vector<uint64_t> buf(n);
+  for (size_t i = 0; i < n; ++i) buf[i] = i;
+  std::vector<uint64_t> sums(static_cast<size_t>(n_threads) * 8);  // a cache line per thread
+  double best = 0;
+  for (int pass = 0; pass < passes; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < n_threads; ++t) {
+      threads.emplace_back([&, t] {
+        const size_t b = n * t / n_threads, e = n * (t + 1) / n_threads;
+        uint64_t acc[8] = {};
+        size_t i = b;
+        for (; i + 8 <= e; i += 8) {
+          for (int j = 0; j < 8; ++j) acc[j] += buf[i + j];
+        }
+        for (; i < e; ++i) acc[0] += buf[i];
+        uint64_t s = 0;
+        for (uint64_t a : acc) s += a;
+        sums[static_cast<size_t>(t) * 8] = s;  // keeps the loop from being optimised away
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    const double wall = Seconds(t0);
+    if (wall > 0) best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / wall / 1e9);
+  }
+  uint64_t check = 0;
+  for (uint64_t s : sums) check += s;
+  // Σ i over [0, n) — fails only if a pass did not read everything.
+  const uint64_t want = static_cast<uint64_t>(n) * (n - 1) / 2;
+  return check == want ? best : 0.0;
 }
 
 }  // namespace kiln::engine

@@ -158,6 +158,30 @@ StatusOr<std::unique_ptr<kv::KvCache>> Model::NewPagedStorage(int32_t n_blocks,
   return kv::KvCache::Create(o);
 }
 
+double Model::DecodeBytesRead(int32_t position) const {
+  auto bytes = [](const backend::Matrix& m) { return static_cast<double>(m.rows) * m.row_bytes; };
+  const ModelConfig& c = config_;
+  const Weights& w = *weights_;
+  const double e = static_cast<double>(c.n_embd);
+  const double q_dim = static_cast<double>(c.n_heads) * c.head_dim;
+  const double kv_dim = static_cast<double>(c.n_heads_kv) * c.head_dim;
+  const double kv_elem = opts_.kv_dtype == DType::kF16 ? 2 : 4;
+  double total = bytes(w.output) + static_cast<double>(w.token_embd.row_bytes) + 4 * e;
+  for (int il = 0; il < c.n_layers; ++il) {
+    const LayerWeights& l = w.layers[il];
+    for (const backend::Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      total += bytes(*m);
+    }
+    total += 4 * e * (c.post_norms ? 4 : 2);                 // norms (f32)
+    if (c.qkv_bias) total += 4 * (q_dim + 2 * kv_dim);
+    if (c.qk_norm) total += 4 * 2.0 * c.head_dim;
+    int64_t attended = static_cast<int64_t>(position) + 1;
+    if (c.IsSliding(il)) attended = std::min<int64_t>(attended, c.sliding_window);
+    total += 2 * kv_dim * kv_elem * static_cast<double>(attended);
+  }
+  return total;
+}
+
 size_t Model::KvBytesPerToken() const {
   const size_t elem = opts_.kv_dtype == DType::kF16 ? 2 : 4;
   return 2 * elem * config_.n_layers * static_cast<size_t>(config_.n_heads_kv) * config_.head_dim;

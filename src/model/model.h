@@ -118,6 +118,11 @@ class Model {
                                                          int32_t block_tokens) const;
   // Bytes of K+V per cached token (all layers), for sizing the pool.
   size_t KvBytesPerToken() const;
+  // Bytes one decode step at `position` reads: every matrix of a product whole (the output
+  // head too: a tied head is the embedding table), one embedding row, the norm/bias vectors,
+  // and the K/V of every attended position (a sliding layer's window only). The numerator
+  // of the memory roofline (kiln bench).
+  double DecodeBytesRead(int32_t position) const;
   // Ragged batch over many sequences: row r stores its K/V at position rows[r].pos of sequence
   // rows[r].seq_idx (through kv.tables) and attends to that sequence's positions <= pos, which
   // must be stored already or earlier in this batch. A row whose BatchRow::order is set has

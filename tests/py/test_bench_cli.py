@@ -34,3 +34,34 @@ def test_bench_table_and_bad_repetitions():
     assert "| pp8 |" in out and "| tg2 |" in out and "±" in out
     bad = kiln("bench", "-m", TINY_MODEL, "-p", "8", "-n", "2", "-r", "0", check=False)
     assert bad.returncode != 0
+
+
+def test_bench_reports_the_tg_memory_roofline():
+    """Bytes per decode step, checked against the GGUF's own tensor sizes (the gguf library):
+    every tensor whole (the tied embedding is the output head) plus one embedding row, plus
+    the f16 K/V of every attended position at the mean tg position (16 + 4 // 2)."""
+    import gguf
+
+    r = kiln_json("bench", "-m", TINY_MODEL, "-p", "16", "-n", "4", "-r", "1", "-t", "2", "--json")
+    reader = gguf.GGUFReader(TINY_MODEL)
+    tensors = {t.name: t for t in reader.tensors}
+    assert "output.weight" not in tensors  # tied
+    emb = tensors["token_embd.weight"]
+    want = sum(int(t.n_bytes) for t in reader.tensors) + int(emb.n_bytes) // int(emb.shape[1])
+
+    def meta(key):
+        f = reader.fields[key]
+        return int(f.parts[f.data[0]][0])
+
+    n_layers, n_embd = meta("llama.block_count"), meta("llama.embedding_length")
+    head_dim = n_embd // meta("llama.attention.head_count")
+    kv_dim = meta("llama.attention.head_count_kv") * head_dim
+    want += n_layers * 2 * kv_dim * 2 * (16 + 4 // 2 + 1)
+    assert abs(r["tg_bytes_per_token"] - want) <= 0.01 * want, (r["tg_bytes_per_token"], want)
+    assert r["read_gbs"] > 0.1
+    roof = r["tg_tok_s"] * r["tg_bytes_per_token"] / (r["read_gbs"] * 1e9)
+    assert abs(r["tg_roofline"] - roof) <= 1e-6 * roof
+    table = kiln("bench", "-m", TINY_MODEL, "-p", "8", "-n", "2", "-r", "1").stdout
+    assert "read bandwidth" in table and "of the memory roofline" in table
+    no_tg = kiln_json("bench", "-m", TINY_MODEL, "-p", "8", "-n", "0", "-r", "1", "--json")
+    assert no_tg["tg_roofline"] == 0 and no_tg["read_gbs"] == 0
