@@ -2,9 +2,11 @@
 # Bounded libFuzzer run of the server's request parser (server/protocol/request_fuzz.cc) with
 # ASan+UBSan under clang-14. CI: `scripts/fuzz_server.sh 60`; longer runs on demand.
 # Usage: scripts/fuzz_server.sh [SECONDS=60]   (build dir: build-fuzz-server, corpus kept there)
+# KILN_FUZZ_SEED (default 1): reproducible runs; 0 lets libFuzzer pick a random seed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_BUDGET="${1:-60}"
+SEED="${KILN_FUZZ_SEED:-1}"
 BUILD="${KILN_FUZZ_BUILD_DIR:-$ROOT/build-fuzz-server}"
 
 # Every library gets coverage hooks and ASan+UBSan; request_fuzz links libFuzzer's main.
@@ -33,6 +35,6 @@ printf '%s\n' '"{"' '"}"' '"["' '"]"' '":"' '","' '"\\u0000"' '"\\ud800"' '"1e40
 # -rss_limit_mb bounds memory; any crash, sanitizer report, leak or timeout fails the run.
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   "$BUILD/server/request_fuzz" "$CORPUS" -dict="$DICT" -max_total_time="$SECONDS_BUDGET" \
-  -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  -seed="$SEED" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
   -artifact_prefix="$BUILD/request_fuzz_"
-echo "fuzz_server: request_fuzz ran ${SECONDS_BUDGET}s without findings"
+echo "fuzz_server: request_fuzz ran ${SECONDS_BUDGET}s (seed $SEED) without findings"

@@ -38,13 +38,10 @@ StatusOr<std::shared_ptr<const grammar::CompiledGrammar>> ConstraintCompiler::Co
                              static_cast<int>(c.kind));
   }
   if (!r.ok()) {
-    const Status& st = r.status();
-    // Resource limits of hostile grammars stay ResourceExhausted; every other cause is the
-    // request's fault.
-    if (st.code() == StatusCode::kResourceExhausted) {
-      return Status(st.code(), field + ": " + st.message());
-    }
-    return InvalidArgument("%s: %s", field.c_str(), st.message().c_str());
+    // Every cause is the request's fault, also the grammar limits (ResourceExhausted: too
+    // large, "grammar too ambiguous"): retrying cannot help, so a 400 naming the field, not
+    // the 429 a server-side resource limit would get.
+    return InvalidArgument("%s: %s", field.c_str(), r.status().message().c_str());
   }
   return r;
 }

@@ -68,7 +68,10 @@ StatusOr<GenerateOutput> Generate(LoadedModel& lm, model::Context& ctx,
   model::Batch step;
   while (out.output_ids.size() < max_tokens) {
     if (mask && mask->Fill(&allowed)) {
-      if (!AnyAllowed(allowed, tok.n_vocab())) return Internal("constraint: the grammar allows no token");
+      if (!AnyAllowed(allowed, tok.n_vocab())) {
+        if (!mask->Error().empty()) return Internal("%s", mask->Error().c_str());
+        return Internal("constraint: the grammar allows no token");
+      }
       sampling::ApplyTokenBitmask(allowed, logits);
     }
     const int32_t id = sampler.Sample(logits);

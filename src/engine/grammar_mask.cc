@@ -88,13 +88,17 @@ GrammarTokenMask::GrammarTokenMask(std::shared_ptr<const grammar::CompiledGramma
 bool GrammarTokenMask::Fill(std::vector<uint32_t>* allowed) {
   allowed->resize(matcher_.BitmaskWords());
   matcher_.FillNextTokenBitmask(allowed->data());
+  // Work bounds exceeded (a too ambiguous grammar): the mask is all clear; say why.
+  if (error_.empty() && !matcher_.Error().empty()) error_ = "constraint: " + matcher_.Error();
   return true;
 }
 
 void GrammarTokenMask::Accept(int32_t token) {
   if (!error_.empty()) return;
   if (!matcher_.AcceptToken(token)) {
-    error_ = "constraint: token " + std::to_string(token) + " is not allowed by the grammar";
+    error_ = matcher_.Error().empty()
+                 ? "constraint: token " + std::to_string(token) + " is not allowed by the grammar"
+                 : "constraint: " + matcher_.Error();
   }
 }
 

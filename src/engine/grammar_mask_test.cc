@@ -51,6 +51,26 @@ TEST(GrammarMaskTest, FillMatchesBruteForceAndEogOnlyWhereTheGrammarEnds) {
   EXPECT_FALSE(AnyAllowed(bits, vocab->n_vocab()));
 }
 
+// A grammar past the matcher's work bounds (compiled without GrammarCompiler's check): the
+// mask goes all clear and Error() says why, so the choice ends "error" instead of hanging.
+TEST(GrammarMaskTest, TooAmbiguousGrammarFailsWithItsError) {
+  std::string gbnf = "root ::= r0\n";
+  for (int i = 0; i < 40; ++i) {
+    gbnf += "r" + std::to_string(i) + " ::= r" + std::to_string(i + 1) + "+\n";
+  }
+  gbnf += "r40 ::= \"x\"\n";
+  GrammarTokenMask mask(Compile(gbnf, grammar::testing::ByteVocab()), nullptr);
+  std::vector<uint32_t> bits;
+  for (int step = 0; step < 50 && mask.Error().empty(); ++step) {
+    mask.Fill(&bits);
+    if (mask.Error().empty()) mask.Accept('x');
+  }
+  EXPECT_NE(mask.Error().find("constraint: grammar too ambiguous"), std::string::npos)
+      << mask.Error();
+  mask.Fill(&bits);
+  EXPECT_FALSE(AnyAllowed(bits, 257));
+}
+
 TEST(GrammarMaskTest, DisallowedTokenIsAnErrorAndCompletionIsDone) {
   auto vocab = grammar::testing::ByteVocab();
   GrammarTokenMask mask(Compile(R"(root ::= "x" ("y" | "z"))", vocab), nullptr);

@@ -30,7 +30,8 @@ class TokenMask {
   // when nothing is restricted at this step.
   virtual bool Fill(std::vector<uint32_t>* allowed) = 0;
   virtual void Accept(int32_t token) = 0;
-  // After Accept: non-empty when the token broke the constraint (the choice ends "error").
+  // After Accept (or a Fill that had to give up): non-empty when the token broke the
+  // constraint or the constraint failed (the choice ends "error").
   virtual std::string Error() const { return {}; }
   // After Accept: the constraint is complete, nothing may follow (the choice ends "stop").
   virtual bool Done() const { return false; }

@@ -422,7 +422,8 @@ void Scheduler::SampleFrom(Seq& first, const float* logits) {
       if (tok_ && AnyAllowedOf(mask_bits_, tok_->eog_ids())) {
         Finish(s, e, "stop");
       } else {
-        e.error = "constraint: the grammar allows no token";
+        e.error = s.mask->Error().empty() ? "constraint: the grammar allows no token"
+                                          : s.mask->Error();
         Finish(s, e, "error");
       }
       rs.req.stream->Push(std::move(e));

@@ -39,10 +39,14 @@ class CompiledGrammar {
     std::vector<int32_t> accepted;        // token ids (when sparse)
     std::vector<uint32_t> accepted_bits;  // bitmask over the vocabulary (when dense), else empty
     std::vector<int32_t> uncertain;       // token ids in byte-lexicographic order
+    bool exhausted = false;  // the walk exceeded the work bounds (stack_engine.h): unusable
+    uint64_t work = 0;       // stack-engine work the walk took
   };
   // The mask for the context of stack `top` (a packed top in `pool`'s nodes), computed on first
   // use. Thread-safe; the reference stays valid for the CompiledGrammar's lifetime.
-  const ContextMask& GetContextMask(uint64_t top, internal::NodePool* pool) const;
+  // *work (if given) grows by the stack-engine work spent computing it now (0 when cached).
+  const ContextMask& GetContextMask(uint64_t top, internal::NodePool* pool,
+                                    uint64_t* work = nullptr) const;
 
   size_t n_contexts() const;
   size_t n_uncertain_total() const;
@@ -73,12 +77,21 @@ void ClassifyTokens(const Grammar& g, const TokenVocab& vocab, NodePool* pool, u
                     int32_t parent, CompiledGrammar::ContextMask* out);
 }  // namespace internal
 
+// Rejects a grammar whose matcher exceeds the work bounds of stack_engine.h on some short
+// input: a bounded best-first search over parse states from the start (largest frontiers
+// first: the blowup of ambiguous grammars grows along inputs that keep every level alive).
+// ResourceExhausted("grammar too ambiguous: after the input \"...\", ...") when one is found.
+// Ok means none was found within the search bounds; the Matcher still fails closed at run time.
+// GrammarCompiler runs it on every grammar it compiles.
+Status CheckGrammarWork(const Grammar& g);
+
 // Thread-safe cache of compiled grammars for one vocabulary, keyed by the caller's key (e.g. the
 // grammar text or the canonical schema JSON). Least recently used entries beyond `capacity` go.
 class GrammarCompiler {
  public:
   explicit GrammarCompiler(std::shared_ptr<const TokenVocab> vocab, size_t capacity = 64);
 
+  // Errors: InvalidArgument (syntax), ResourceExhausted (size limits, CheckGrammarWork).
   StatusOr<std::shared_ptr<const CompiledGrammar>> CompileGbnf(const std::string& gbnf);
   // schema_json: a JSON Schema document (see json_schema.h).
   StatusOr<std::shared_ptr<const CompiledGrammar>> CompileJsonSchema(const std::string& schema_json);

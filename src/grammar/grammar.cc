@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -24,6 +25,31 @@ int HexValue(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+// A term known to be exactly `base{min,max}` (max -1: unbounded): stacked quantifiers on it
+// are merged instead of nesting repetition rules (see ComposeRepetitions).
+struct Quantified {
+  bool valid = false;
+  Elem base;
+  int min = 0, max = 0;
+};
+
+// (x{a,b}){c,d} as one x{lo,hi} when that is the same language: a concatenation of copies of
+// one item depends only on the count, and the possible counts are the union over k in [c,d]
+// of [k*a, k*b], an interval exactly when consecutive k's touch. x++ = x+, (x+)* = (x*)+ =
+// (x?)+ = (x+)? = x*, x?? = x?, x{2}{3} = x{6}; not x{2}* (even counts only). Nesting
+// instead would make every level a choice between repeating and returning, i.e. exponentially
+// many parse stacks for the matcher. -1 means unbounded; nothing when not provably equal.
+std::optional<std::pair<int, int>> ComposeRepetitions(int a, int b, int c, int d) {
+  if (b == 0 || d == 0) return std::nullopt;  // x{0}: keeps its "nothing to repeat" rules
+  const int64_t lo = int64_t{a} * c;
+  const int64_t hi = (b < 0 || d < 0) ? -1 : int64_t{b} * d;
+  if (lo > kMaxRepetition || hi > kMaxRepetition) return std::nullopt;
+  if (c == 0 && a > 1) return std::nullopt;  // counts 0 and a.. leave a gap
+  const int64_t k = std::max(c, 1);
+  if (b >= 0 && (d < 0 || k < d) && (k + 1) * a > k * b + 1) return std::nullopt;
+  return std::make_pair(static_cast<int>(lo), static_cast<int>(hi));
 }
 
 class GbnfParser {
@@ -111,12 +137,15 @@ class GbnfParser {
     return it->second;
   }
 
+  // Helper rules (groups, repetitions, classes) are named base_N for display, but registered
+  // under a key no rule name can spell, so a user rule of the same name stays a different rule.
   uint32_t NewHelperRule(const std::string& base) {
     std::string name;
     do {
       name = base + "_" + std::to_string(++n_helpers_);
     } while (rule_ids_.count(name));
-    uint32_t id = RuleId(name, pos_);
+    uint32_t id = RuleId("\x01" + name, pos_);
+    rules_[id].name = name;
     defined_[id] = true;
     return id;
   }
@@ -153,38 +182,49 @@ class GbnfParser {
     defined_[id] = true;
     current_rule_ = std::string(name);
     std::vector<std::vector<Elem>> alts;
-    KILN_RETURN_IF_ERROR(ParseAlternatives(alts, /*nested=*/false));
+    Quantified single;
+    KILN_RETURN_IF_ERROR(ParseAlternatives(alts, /*nested=*/false, &single));
     rules_[id].alts = std::move(alts);
     return Status::Ok();
   }
 
-  Status ParseAlternatives(std::vector<std::vector<Elem>>& alts, bool nested) {
+  // *single: set when there is one alternative made of one quantified term.
+  Status ParseAlternatives(std::vector<std::vector<Elem>>& alts, bool nested,
+                           Quantified* single) {
     if (++depth_ > kMaxDepth) return Error(pos_, "nesting too deep");
+    *single = Quantified();
     while (true) {
       std::vector<Elem> seq;
-      KILN_RETURN_IF_ERROR(ParseSequence(seq, nested));
+      KILN_RETURN_IF_ERROR(ParseSequence(seq, nested, alts.empty() ? single : nullptr));
       alts.push_back(std::move(seq));
       SkipSpace();
       if (Peek() != '|') break;
       ++pos_;
+      *single = Quantified();
     }
     --depth_;
     return Status::Ok();
   }
 
-  Status ParseSequence(std::vector<Elem>& seq, bool nested) {
-    while (true) {
+  // *single (if given): set when the sequence is one quantified term.
+  Status ParseSequence(std::vector<Elem>& seq, bool nested, Quantified* single) {
+    for (int n_terms = 0;; ++n_terms) {
       SkipSpace();
-      if (AtEnd() || Peek() == '|' || Peek() == ')') return Status::Ok();
-      if (!nested && AtRuleDefinition()) return Status::Ok();
+      if (AtEnd() || Peek() == '|' || Peek() == ')' || (!nested && AtRuleDefinition())) {
+        if (single && n_terms != 1) *single = Quantified();
+        return Status::Ok();
+      }
       std::vector<Elem> term;
-      KILN_RETURN_IF_ERROR(ParseTerm(term));
-      KILN_RETURN_IF_ERROR(ParseRepetitions(term));
+      Quantified q;
+      KILN_RETURN_IF_ERROR(ParseTerm(term, &q));
+      KILN_RETURN_IF_ERROR(ParseRepetitions(term, &q));
+      if (single) *single = q;
       seq.insert(seq.end(), term.begin(), term.end());
     }
   }
 
-  Status ParseTerm(std::vector<Elem>& term) {
+  // *q: set when the term is a group holding one quantified item.
+  Status ParseTerm(std::vector<Elem>& term, Quantified* q) {
     size_t at = pos_;
     char c = Peek();
     if (c == '"') return ParseLiteral(term);
@@ -196,7 +236,7 @@ class GbnfParser {
     if (c == '(') {
       ++pos_;
       std::vector<std::vector<Elem>> alts;
-      KILN_RETURN_IF_ERROR(ParseAlternatives(alts, /*nested=*/true));
+      KILN_RETURN_IF_ERROR(ParseAlternatives(alts, /*nested=*/true, q));
       SkipSpace();
       if (Peek() != ')') return Error(at, "unclosed '('");
       ++pos_;
@@ -365,44 +405,72 @@ class GbnfParser {
     return {Kind::kRuleRef, id};
   }
 
-  Status ParseRepetitions(std::vector<Elem>& term) {
-    while (true) {
-      char c = Peek();
-      int min = 0, max = -1;  // -1: unbounded
-      size_t at = pos_;
-      if (c == '*') {
+  // Reads one quantifier (* + ? {m} {m,} {m,n}) if present.
+  StatusOr<bool> ParseQuantifier(int* min, int* max) {
+    char c = Peek();
+    size_t at = pos_;
+    *min = 0;
+    *max = -1;  // unbounded
+    if (c == '*') {
+      ++pos_;
+    } else if (c == '+') {
+      ++pos_;
+      *min = 1;
+    } else if (c == '?') {
+      ++pos_;
+      *max = 1;
+    } else if (c == '{') {
+      ++pos_;
+      KILN_ASSIGN_OR_RETURN(*min, ParseInt());
+      *max = *min;
+      if (Peek() == ',') {
         ++pos_;
-      } else if (c == '+') {
-        ++pos_;
-        min = 1;
-      } else if (c == '?') {
-        ++pos_;
-        max = 1;
-      } else if (c == '{') {
-        ++pos_;
-        KILN_ASSIGN_OR_RETURN(min, ParseInt());
-        max = min;
-        if (Peek() == ',') {
-          ++pos_;
-          SkipSpace();
-          max = -1;
-          if (Peek() != '}') {
-            KILN_ASSIGN_OR_RETURN(max, ParseInt());
-          }
+        SkipSpace();
+        *max = -1;
+        if (Peek() != '}') {
+          KILN_ASSIGN_OR_RETURN(*max, ParseInt());
         }
-        if (Peek() != '}') return Error(pos_, "expected '}' in repetition");
-        ++pos_;
-        if (max >= 0 && max < min) return Error(at, "repetition {%d,%d}: max below min", min, max);
-      } else {
-        return Status::Ok();
       }
-      if (term.empty()) return Error(at, "nothing to repeat");
-      KILN_RETURN_IF_ERROR(Repeat(term, min, max));
+      if (Peek() != '}') return Error(pos_, "expected '}' in repetition");
+      ++pos_;
+      if (*max >= 0 && *max < *min) {
+        return Error(at, "repetition {%d,%d}: max below min", *min, *max);
+      }
+    } else {
+      return false;
     }
+    return true;
   }
 
-  Status Repeat(std::vector<Elem>& term, int min, int max) {
-    Elem x = AsOneElement(term);
+  // Applies the quantifiers after a term. *q describes the term when it is exactly
+  // base{min,max} (a group holding one quantified item); stacked quantifiers are merged into
+  // it where the language stays the same (ComposeRepetitions) and built once at the end.
+  Status ParseRepetitions(std::vector<Elem>& term, Quantified* q) {
+    bool pending = false;  // *q not built into `term` yet
+    while (true) {
+      size_t at = pos_;
+      int min = 0, max = -1;
+      KILN_ASSIGN_OR_RETURN(bool found, ParseQuantifier(&min, &max));
+      if (!found) break;
+      if (term.empty() && !pending) return Error(at, "nothing to repeat");
+      if (q->valid) {
+        if (auto c = ComposeRepetitions(q->min, q->max, min, max)) {
+          std::tie(q->min, q->max) = *c;
+          pending = true;
+          continue;
+        }
+        if (pending) KILN_RETURN_IF_ERROR(Repeat(q->base, q->min, q->max, term));
+        if (term.empty()) return Error(at, "nothing to repeat");
+      }
+      *q = {true, AsOneElement(term), min, max};
+      pending = true;
+    }
+    if (pending) KILN_RETURN_IF_ERROR(Repeat(q->base, q->min, q->max, term));
+    return Status::Ok();
+  }
+
+  // term = x{min,max} (max -1: unbounded).
+  Status Repeat(Elem x, int min, int max, std::vector<Elem>& term) {
     std::vector<Elem> out(min, x);
     if (max < 0) {  // x* as a right-recursive (tail-call) rule
       uint32_t star = NewHelperRule(current_rule_);

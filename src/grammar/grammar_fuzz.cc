@@ -39,10 +39,11 @@ void Walk(const Grammar& g, uint64_t h) {
     for (int32_t id = 0; id < Vocab()->n_vocab(); ++id) {
       if ((mask[id >> 5] >> (id & 31)) & 1u) allowed.push_back(id);
     }
-    if (allowed.empty()) break;
+    if (allowed.empty()) break;  // dead end, or the work bounds were exceeded (Error())
     h = h * 6364136223846793005ULL + 1442695040888963407ULL;
     const int32_t id = allowed[(h >> 33) % allowed.size()];
     if (!m.AcceptToken(id)) {
+      if (!m.Error().empty()) break;  // work bounds exceeded while accepting: fails closed
       std::fprintf(stderr, "mask allowed token %d but AcceptToken refused it\n", id);
       __builtin_trap();
     }
@@ -58,6 +59,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto g = Grammar::FromGbnf(text);
   if (!g.ok()) return 0;
   (void)g->ToString();
+  // The server's compile-time check (bounded); the walk runs either way, so the matcher's own
+  // run-time bounds are exercised on grammars the check lets through and on those it rejects.
+  (void)CheckGrammarWork(*g);
   // Walks are cheap for ordinary grammars; skip huge ones (repetition-expanded) to keep the
   // fuzzer exploring the parser rather than compiling one grammar.
   if (g->elements().size() <= 20000) Walk(*g, size);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "grammar/test_util.h"
 
 namespace kiln::grammar {
@@ -77,6 +79,86 @@ TEST(GbnfTest, ErrorsNameLineAndColumn) {
     EXPECT_NE(g.status().message().find(c.want), std::string::npos)
         << c.gbnf << " → " << g.status().message();
   }
+}
+
+// Every string over {a, b} up to length 8.
+std::vector<std::string> SmallStrings() {
+  std::vector<std::string> out = {""};
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i].size() < 8) {
+      out.push_back(out[i] + "a");
+      out.push_back(out[i] + "b");
+    }
+  }
+  return out;
+}
+
+// Stacked quantifiers are merged at parse time (no nested repetition rules) only where the
+// language stays the same: each grammar is checked against std::regex (ECMAScript, which keeps
+// nested quantifiers as written) on every string over {a, b} up to length 8.
+TEST(GbnfTest, StackedQuantifiersKeepTheLanguage) {
+  struct Case {
+    const char* gbnf;
+    const char* regex;
+  };
+  const Case cases[] = {
+      {R"(root ::= "a"++)", "(a+)+"},
+      {R"(root ::= ("a"+)*)", "(a+)*"},
+      {R"(root ::= ("a"*)+ "b")", "(a*)+b"},
+      {R"(root ::= ("a"?)+ "b")", "(a?)+b"},
+      {R"(root ::= ("a"+)? "b")", "(a+)?b"},
+      {R"(root ::= "a"?? "b")", "(a?)?b"},
+      {R"(root ::= "a"{2}{3})", "(a{2}){3}"},
+      {R"(root ::= ("a"{2,3})+)", "(a{2,3})+"},
+      {R"(root ::= ("a"{2,3}){2})", "(a{2,3}){2}"},
+      {R"(root ::= ("a"?){2,3} "b")", "(a?){2,3}b"},
+      {R"(root ::= "a"{2}*)", "(a{2})*"},          // not mergeable: even counts only
+      {R"(root ::= ("a"{3}){1,2})", "(a{3}){1,2}"},  // not mergeable: 3 or 6
+      {R"(root ::= ("a"{2,3})*)", "(a{2,3})*"},      // not mergeable: no 1
+      {R"(root ::= (("ab"+))+ "a"?)", "((ab)+)+a?"},
+      {R"(root ::= ("a" | "b")++ "a")", "(a|b)+a"},
+      {R"(root ::= ("a"+ "b")+)", "(a+b)+"},          // a sequence: not one quantified item
+      {R"(root ::= ("a"+ | "b")*)", "(a+|b)*"},       // alternatives: not one quantified item
+      {R"(root ::= "a"+++++++++++++++++++++++++++++++++++++++++++++++++* "b"?+?*)",
+       "a*b*"},
+  };
+  const std::vector<std::string> strings = SmallStrings();
+  for (const Case& c : cases) {
+    auto cg = Compile(c.gbnf);
+    std::regex re(c.regex, std::regex::ECMAScript);
+    for (const auto& s : strings) {
+      EXPECT_EQ(Matches(cg, s), std::regex_match(s, re)) << c.gbnf << " on \"" << s << "\"";
+    }
+  }
+  // Merged: the same grammar as one quantifier, not 40 nested repetition rules; through
+  // groups, the matcher stays cheap (CheckGrammarWork would reject 40 nested levels).
+  auto one = Grammar::FromGbnf(R"(root ::= "a"+)");
+  auto many = Grammar::FromGbnf("root ::= \"a\"" + std::string(40, '+'));
+  ASSERT_TRUE(one.ok() && many.ok());
+  EXPECT_EQ(one->ToString(), many->ToString());
+  std::string nested = "\"a\"";
+  for (int i = 0; i < 40; ++i) nested = "(" + nested + (i % 3 ? "+)" : "*)");
+  auto deep = Grammar::FromGbnf("root ::= " + nested + " \"b\"");
+  ASSERT_TRUE(deep.ok()) << deep.status().ToString();
+  EXPECT_TRUE(CheckGrammarWork(*deep).ok());
+  auto deep_cg = CompiledGrammar::Compile(std::move(*deep), ByteVocab());
+  EXPECT_TRUE(Matches(deep_cg, std::string(300, 'a') + "b"));
+  EXPECT_TRUE(Matches(deep_cg, "b"));
+  EXPECT_FALSE(Matches(deep_cg, "aba"));
+  auto zero = Grammar::FromGbnf(R"(root ::= "a"{0}+)");
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.status().message().find("nothing to repeat"), std::string::npos);
+}
+
+// Helper rules are named like user rules (root_1) for display only: a user rule of that name
+// is its own rule, and referring to an undefined one is an error.
+TEST(GbnfTest, HelperRuleNamesDoNotCaptureUserRules) {
+  auto cg = Compile("root ::= \"a\"* root_1\nroot_1 ::= \"b\"");
+  EXPECT_TRUE(Matches(cg, "aab"));
+  EXPECT_FALSE(Matches(cg, "aa"));
+  auto undefined = Grammar::FromGbnf(R"(root ::= "a"+ root_1)");
+  ASSERT_FALSE(undefined.ok());
+  EXPECT_NE(undefined.status().message().find("undefined rule 'root_1'"), std::string::npos);
 }
 
 TEST(GbnfTest, RightRecursionIsFine) {

@@ -21,8 +21,14 @@ Matcher::Matcher(std::shared_ptr<const CompiledGrammar> grammar, int max_rollbac
 void Matcher::Reset() {
   engine_.Start(grammar_->grammar().root_rule(), internal::kRootParent, &state_);
   terminated_ = false;
+  error_.clear();
+  if (state_.exhausted) SetExhausted("at the start,");
   history_.clear();
   PushHistory();
+}
+
+void Matcher::SetExhausted(const char* where) {
+  if (error_.empty()) error_ = internal::TooAmbiguousMessage(where);
 }
 
 void Matcher::PushHistory() {
@@ -31,7 +37,9 @@ void Matcher::PushHistory() {
 }
 
 bool Matcher::AcceptToken(int32_t token_id) {
-  if (terminated_ || token_id < 0 || token_id >= vocab_->n_vocab()) return false;
+  if (terminated_ || !error_.empty() || token_id < 0 || token_id >= vocab_->n_vocab()) {
+    return false;
+  }
   if (vocab_->IsEog(token_id)) {
     if (!state_.ended) return false;
     terminated_ = true;
@@ -44,10 +52,11 @@ bool Matcher::AcceptToken(int32_t token_id) {
 }
 
 bool Matcher::AcceptString(std::string_view bytes) {
-  if (terminated_) return false;
+  if (terminated_ || !error_.empty()) return false;
   scratch_ = state_;
   if (!engine_.AdvanceBytes(&scratch_, reinterpret_cast<const uint8_t*>(bytes.data()),
                             bytes.size())) {
+    if (scratch_.exhausted) SetExhausted("while accepting output,");
     return false;
   }
   std::swap(state_, scratch_);
@@ -66,12 +75,19 @@ void Matcher::Rollback(int n) {
 void Matcher::FillNextTokenBitmask(uint32_t* bitmask) {
   int32_t n_words = BitmaskWords();
   std::memset(bitmask, 0, sizeof(uint32_t) * n_words);
-  if (terminated_) return;
+  if (terminated_ || !error_.empty()) return;
+  fill_work_start_ = engine_.work();
+  context_work_ = 0;
   if (state_.ended) {
     for (int32_t id : vocab_->eog_ids()) bitmask[id >> 5] |= 1u << (id & 31);
   }
   for (uint64_t top : state_.tops) {
-    const CompiledGrammar::ContextMask* mask = &grammar_->GetContextMask(top, &pool_);
+    const CompiledGrammar::ContextMask* mask =
+        &grammar_->GetContextMask(top, &pool_, &context_work_);
+    if (mask->exhausted || context_work_ > internal::kMaxMaskWork) {
+      SetExhausted("for the next token's mask,");
+      break;
+    }
     if (!mask->accepted_bits.empty()) {
       const uint32_t* src = mask->accepted_bits.data();
       for (int32_t w = 0; w < n_words; ++w) bitmask[w] |= src[w];
@@ -83,17 +99,19 @@ void Matcher::FillNextTokenBitmask(uint32_t* bitmask) {
     if (it == uncertain_ok_.end()) {
       if (uncertain_ok_.size() > 4096) uncertain_ok_.clear();
       std::vector<int32_t> ok;
-      CheckUncertain(top, mask->uncertain, bitmask, &ok);
+      if (!CheckUncertain(top, mask->uncertain, bitmask, &ok)) break;
       uncertain_ok_.emplace(top, std::move(ok));
     } else {
       for (int32_t id : it->second) bitmask[id >> 5] |= 1u << (id & 31);
     }
   }
+  // Fail closed: a partial mask would silently exclude valid tokens.
+  if (!error_.empty()) std::memset(bitmask, 0, sizeof(uint32_t) * n_words);
 }
 
 // Walks the uncertain tokens (in byte order) from the single stack `top`, reusing the states
 // of the prefix shared with the previous token and skipping tokens under a dead prefix.
-void Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
+bool Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
                              uint32_t* bitmask, std::vector<int32_t>* ok) {
   constexpr size_t kMaxStates = 1 << 12;  // bounds the memo (~4 MiB of transitions)
   if (states_.size() > kMaxStates) states_.Clear();
@@ -118,6 +136,10 @@ void Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
     for (size_t d = lcp + 1; d <= s.size(); ++d) {
       levels_[d] = states_.Next(levels_[d - 1], static_cast<uint8_t>(s[d - 1]));
       const Frontier& f = states_.state(levels_[d]);
+      if (f.exhausted || engine_.work() - fill_work_start_ > internal::kMaxMaskWork) {
+        SetExhausted("for the next token's mask,");
+        return false;
+      }
       if (f.tops.empty() && (d < s.size() || !f.ended)) {
         dead_depth = d;
         dead = true;
@@ -129,15 +151,21 @@ void Matcher::CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens,
       ok->push_back(id);
     }
   }
+  return true;
 }
 
 std::string Matcher::FindJumpForwardString() {
   std::string out;
-  if (terminated_) return out;
+  if (terminated_ || !error_.empty()) return out;
   Frontier cur = state_, next;
   const Grammar& g = grammar_->grammar();
+  // Bounded in bytes and in work (an optimization: stopping early only forgoes the rest; a
+  // forced run whose frontier keeps growing, like root ::= "a"{1,4} root "!", would otherwise
+  // cost quadratic time).
   constexpr size_t kMaxJump = 4096;
-  while (!cur.ended && !cur.tops.empty() && out.size() < kMaxJump) {
+  constexpr uint64_t kMaxJumpWork = uint64_t{1} << 16;
+  const uint64_t work_end = engine_.work() + kMaxJumpWork;
+  while (!cur.ended && !cur.tops.empty() && out.size() < kMaxJump && engine_.work() < work_end) {
     ByteSet allowed;
     for (uint64_t top : cur.tops) allowed |= g.byte_set(g.element(TopPos(top)).index);
     if (allowed.count() != 1) break;

@@ -46,12 +46,19 @@ class Matcher {
   // The bytes the grammar forces next (empty if there is a choice or the grammar can end).
   std::string FindJumpForwardString();
 
-  bool CanTerminate() const { return !terminated_ && state_.ended; }
+  bool CanTerminate() const { return !terminated_ && error_.empty() && state_.ended; }
   bool IsTerminated() const { return terminated_; }
   // The grammar has ended and nothing more may follow: only an end-of-generation token is
   // allowed next (a caller may stop without sampling it).
-  bool IsCompleted() const { return !terminated_ && state_.ended && state_.tops.empty(); }
+  bool IsCompleted() const {
+    return !terminated_ && error_.empty() && state_.ended && state_.tops.empty();
+  }
   void Reset();
+
+  // Non-empty once a step exceeded the work bounds of stack_engine.h ("grammar too ambiguous:
+  // ..."): from then on the mask is all clear and nothing is accepted (the caller ends the
+  // sequence with this error). Only Reset() clears it.
+  const std::string& Error() const { return error_; }
 
   const CompiledGrammar& compiled() const { return *grammar_; }
 
@@ -61,7 +68,9 @@ class Matcher {
     bool terminated;
   };
   void PushHistory();
-  void CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens, uint32_t* bitmask,
+  void SetExhausted(const char* where);
+  // False when the work bounds were exceeded (then Error() is set).
+  bool CheckUncertain(uint64_t top, const std::vector<int32_t>& tokens, uint32_t* bitmask,
                       std::vector<int32_t>* ok);
 
   std::shared_ptr<const CompiledGrammar> grammar_;
@@ -71,6 +80,9 @@ class Matcher {
   internal::StackEngine engine_;
   internal::Frontier state_;
   bool terminated_ = false;
+  std::string error_;
+  uint64_t fill_work_start_ = 0;  // engine work at the start of the current mask computation
+  uint64_t context_work_ = 0;     // work of the context masks computed for it
   std::vector<Snapshot> history_;  // history_.back() == current state
   internal::StateTable states_;  // memoized transitions for CheckUncertain
   // Uncertain tokens found valid, per stack top: a top (position + interned parent) names the

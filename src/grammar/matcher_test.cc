@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <random>
 
 #include "grammar/json_schema.h"
@@ -158,6 +159,161 @@ TEST(MatcherTest, UnicodeTokensSplitAcrossCodePoints) {
 
 namespace kiln::grammar {
 namespace {
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// `depth` named rules, each repeating the next: a ::= b+ ; b ::= c+ ; ... (the same blowup as
+// stacked quantifiers, which the parser cannot merge across named rules).
+std::string NestedRules(int depth, const char* shape) {
+  std::string g = "root ::= r0 \"!\"\n";
+  for (int i = 0; i < depth; ++i) {
+    std::string next = "r" + std::to_string(i + 1);
+    std::string body = shape;
+    for (size_t at; (at = body.find('@')) != std::string::npos;) body.replace(at, 1, next);
+    g += "r" + std::to_string(i) + " ::= " + body + "\n";
+  }
+  return g + "r" + std::to_string(depth) + " ::= \"x\"\n";
+}
+
+// The CI fuzz finding (grammar_fuzz timeout): runs of stacked quantifiers. Verbatim it now
+// refers to an undefined rule (helper names no longer capture user references); with that rule
+// defined it is a recursive grammar of stacked quantifiers, which merge.
+TEST(GrammarWorkTest, FuzzFindingCompletesQuickly) {
+  const std::string found =
+      "root ::= [\xC3\xA0-\xC3\xBF\\u410160M0]+++++++++++++++++++++++++++++++++++++++++++++"
+      "+root_5+++++++++++++++++++++++++++++*ot ::= [VVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVV"
+      "VVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVV\xC3\xA0-\xC3\xBF\\u410160M0]+++++++++++++++++"
+      "+++++++++++++++++++++++++++++root_5++++++++++++++ .";
+  ASSERT_EQ(found.size(), 277u);
+  std::string defined = found;
+  defined.replace(defined.find("*ot ::="), 7, "*\nroot_5 ::=");
+  GrammarCompiler compiler(ByteVocab());
+  auto t0 = std::chrono::steady_clock::now();
+  auto verbatim = compiler.CompileGbnf(found);
+  ASSERT_FALSE(verbatim.ok());
+  EXPECT_NE(verbatim.status().message().find("undefined rule 'root_5'"), std::string::npos);
+  auto cg = compiler.CompileGbnf(defined);
+  ASSERT_TRUE(cg.ok()) << cg.status().ToString();
+  // root ::= C+ root_5* ; root_5 ::= [VC]+ root_5+ .   (C = the class [à-ÿ\u4101 6 0 M]).
+  // root_5 never completes (it always needs a nested root_5), so the language is C+, but
+  // prefixes entering root_5 stay viable for the byte-level matcher: masks must agree.
+  Matcher m(*cg);
+  for (const char* piece : {"\xC3\xA0", "0M", "VVV", "6", "VV", "\xC3\xBF", "M"}) {
+    EXPECT_EQ(MaskMismatches(m), 0) << piece;
+    ASSERT_TRUE(m.AcceptString(piece)) << piece;
+  }
+  EXPECT_EQ(MaskMismatches(m), 0);
+  EXPECT_FALSE(m.AcceptString("z"));  // '.' would end a root_5
+  EXPECT_TRUE(m.Error().empty());
+  EXPECT_TRUE(testing::Matches(*cg, "\xC3\xA0" "0M\xE4\x84\x81"));
+  EXPECT_FALSE(testing::Matches(*cg, "\xC3\xA0" "0V"));
+  EXPECT_FALSE(testing::Matches(*cg, "\xC3\xA0" "0Vz"));
+  EXPECT_LT(MsSince(t0), 3000.0);
+}
+
+// Ambiguity that parse-time merging cannot remove: compiling reports it (ResourceExhausted,
+// which the server turns into a 400 naming the field), quickly.
+TEST(GrammarWorkTest, AmbiguousNamedRulesAreRejectedAtCompile) {
+  GrammarCompiler compiler(ByteVocab());
+  for (const char* shape : {"@+", "(@ | @ @)+", "\"y\"? @+"}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = compiler.CompileGbnf(NestedRules(40, shape));
+    ASSERT_FALSE(r.ok()) << shape;
+    EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << shape;
+    EXPECT_EQ(r.status().message().rfind("grammar too ambiguous: ", 0), 0u)
+        << r.status().message();
+    EXPECT_LT(MsSince(t0), 3000.0) << shape;  // ~100 ms in Release, ~300 ms under ASan
+  }
+  // Behind a prefix (an optional property's pattern): found from the pattern's own rules.
+  std::string pattern = "a";
+  for (int i = 0; i < 30; ++i) pattern = "(" + pattern + "+b?)";
+  auto t0 = std::chrono::steady_clock::now();
+  auto schema = compiler.CompileJsonSchema(
+      R"({"type":"object","properties":{"s":{"type":"string","pattern":"^)" + pattern + R"($"}}})");
+  ASSERT_FALSE(schema.ok());
+  EXPECT_EQ(schema.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(schema.status().message().find("grammar too ambiguous: in rule '"), std::string::npos)
+      << schema.status().message();
+  EXPECT_LT(MsSince(t0), 3000.0);
+  // A few levels are fine (a bounded number of stacks), and match the right strings.
+  auto ok = compiler.CompileGbnf(NestedRules(6, "@+"));
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_TRUE(testing::Matches(*ok, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx!"));
+  EXPECT_FALSE(testing::Matches(*ok, "!"));
+}
+
+// Without the compile-time check (CompiledGrammar::Compile directly), the matcher bounds every
+// step: the sequence fails with the same error instead of hanging or masking wrongly.
+TEST(GrammarWorkTest, MatcherFailsClosedAtTheWorkBound) {
+  auto g = Grammar::FromGbnf(NestedRules(40, "@+"));
+  ASSERT_TRUE(g.ok());
+  auto cg = CompiledGrammar::Compile(std::move(*g), ByteVocab({"xx", "xxxx"}));
+  Matcher m(cg);
+  std::vector<uint32_t> mask(m.BitmaskWords());
+  auto t0 = std::chrono::steady_clock::now();
+  int steps = 0;
+  while (m.Error().empty() && steps < 200) {
+    m.FillNextTokenBitmask(mask.data());
+    if (!m.Error().empty()) break;
+    ASSERT_TRUE(mask['x' >> 5] >> ('x' & 31) & 1);
+    ASSERT_TRUE(m.AcceptToken('x') || !m.Error().empty());
+    ++steps;
+  }
+  EXPECT_LT(steps, 200);
+  EXPECT_NE(m.Error().find("grammar too ambiguous"), std::string::npos) << m.Error();
+  m.FillNextTokenBitmask(mask.data());
+  for (uint32_t w : mask) EXPECT_EQ(w, 0u);  // nothing allowed, not a guess
+  EXPECT_FALSE(m.AcceptToken('x'));
+  EXPECT_FALSE(m.CanTerminate());
+  EXPECT_TRUE(m.FindJumpForwardString().empty());
+  EXPECT_LT(MsSince(t0), 2000.0);
+  m.Reset();
+  EXPECT_TRUE(m.Error().empty());
+  EXPECT_TRUE(m.AcceptString("x"));
+}
+
+// grammar_fuzz slow unit (22 s under ASan): a forced run whose frontier grows with its length
+// (root never completes; each "à" may open a new root). Jump-forward is bounded in work.
+TEST(GrammarWorkTest, JumpForwardOverAGrowingFrontierIsBounded) {
+  auto g = Grammar::FromGbnf("root ::= [\xC3\xA0]{1,4}root \"!\" [^a-z\\x00]* .");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  Matcher m(CompiledGrammar::Compile(std::move(*g), ByteVocab()));
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string jump = m.FindJumpForwardString();
+  EXPECT_LT(MsSince(t0), 3000.0);
+  ASSERT_GE(jump.size(), 2u);
+  for (size_t i = 0; i < jump.size(); ++i) EXPECT_EQ(jump[i], i % 2 ? '\xA0' : '\xC3') << i;
+  EXPECT_TRUE(m.AcceptString(jump.substr(0, jump.size() & ~size_t{1})));
+  EXPECT_TRUE(m.Error().empty());
+}
+
+// Legitimate grammars with nested quantifiers and large alternations stay within the bounds.
+TEST(GrammarWorkTest, LegitNestedQuantifiersStillMatch) {
+  GrammarCompiler compiler(ByteVocab({"ab", "a ", "b\n"}));
+  auto lines = compiler.CompileGbnf(
+      "root ::= line+\nline ::= (word (\" \" word)*)? \"\\n\"\nword ::= [a-z]+ (\"-\" [a-z]+)*");
+  ASSERT_TRUE(lines.ok()) << lines.status().ToString();
+  EXPECT_TRUE(testing::Matches(*lines, "ab cd-e\n\nx\n"));
+  EXPECT_FALSE(testing::Matches(*lines, "ab  cd\n"));
+  EXPECT_FALSE(testing::Matches(*lines, "ab-\n"));
+  Matcher m(*lines);
+  for (const char* piece : {"ab", " ", "c", "-", "d", "\n"}) {
+    EXPECT_EQ(MaskMismatches(m), 0) << piece;
+    ASSERT_TRUE(m.AcceptString(piece));
+  }
+  std::string words = "root ::= (";
+  for (int i = 0; i < 5000; ++i) words += (i ? " | \"w" : "\"w") + std::to_string(i) + "\"";
+  auto dict = compiler.CompileGbnf(words + ") (\",\" root)?");
+  ASSERT_TRUE(dict.ok()) << dict.status().ToString();
+  EXPECT_TRUE(testing::Matches(*dict, "w17,w4999,w0"));
+  EXPECT_FALSE(testing::Matches(*dict, "w5000"));
+  auto schema = compiler.CompileJsonSchema(
+      R"({"type":"array","items":{"type":"array","items":{"type":"array","items":{"type":"integer"}}}})");
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  EXPECT_TRUE(testing::Matches(*schema, "[[[1,2],[]],[[3]]]"));
+}
 
 TEST(GrammarCompilerTest, CachesByTextAndReportsErrors) {
   GrammarCompiler compiler(testing::ByteVocab(), /*capacity=*/2);

@@ -19,6 +19,22 @@ namespace kiln::grammar::internal {
 constexpr int32_t kRootParent = -1;      // popping it ends the whole grammar
 constexpr int32_t kSentinelParent = -2;  // popping it leaves the context being precomputed
 
+// Work bounds of one step (Start/Advance). An ambiguous grammar can have exponentially many
+// parse stacks for one input (each level of nested repetitions of the same items, `(x+)+` or
+// `a ::= b+` with `b ::= c+`, may either repeat or return), so a step that needs more than this
+// gives up: its result is `exhausted`, which every caller turns into an error (fail closed).
+// Ordinary grammars stay orders of magnitude below (a JSON Schema step: tens of stacks).
+constexpr size_t kMaxStepExpansions = size_t{1} << 18;  // Expand visits in one step
+constexpr size_t kMaxFrontierStacks = size_t{1} << 16;  // distinct stacks after one step
+constexpr int kMaxExpandDepth = 2000;                    // nested calls before one byte
+// Work bound of one token mask (the vocabulary-trie walks of the contexts it needs first, and
+// separately the matcher's re-check of uncertain tokens): beyond it the sequence fails.
+// JSON Schema grammars with a 49k-token vocabulary need at most ~16k per context.
+constexpr uint64_t kMaxMaskWork = uint64_t{1} << 22;
+
+// The error text for exhausted work bounds ("grammar too ambiguous: ...").
+std::string TooAmbiguousMessage(const std::string& where);
+
 class NodePool {
  public:
   int32_t Intern(uint32_t pos, int32_t parent);
@@ -45,11 +61,25 @@ struct Frontier {
   std::vector<uint64_t> tops;  // sorted, unique
   bool ended = false;          // some path completed the root rule
   bool escaped = false;        // some path popped the sentinel (compiler only)
-  bool Dead() const { return tops.empty() && !ended && !escaped; }
+  bool exhausted = false;      // a step exceeded the work bounds: state unknown (no tops)
+  bool Dead() const { return tops.empty() && !ended && !escaped && !exhausted; }
   void Clear() {
     tops.clear();
-    ended = escaped = false;
+    ended = escaped = exhausted = false;
   }
+};
+
+// A set of 64-bit keys (never ~0) with O(1) insert and O(size) clear: open addressing.
+class KeySet {
+ public:
+  bool Insert(uint64_t key);  // false if already present
+  void Clear();
+
+ private:
+  void Grow();
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  std::vector<uint64_t> slots_;
+  std::vector<uint32_t> used_;  // occupied slot indices
 };
 
 class StackEngine {
@@ -60,16 +90,23 @@ class StackEngine {
   void Start(uint32_t rule, int32_t parent, Frontier* out);
   // out = the states after consuming `byte` from `in` (out != &in).
   void Advance(const Frontier& in, uint8_t byte, Frontier* out);
-  // Advances over all bytes; false as soon as the state dies.
+  // Advances over all bytes; false as soon as the state dies or is exhausted.
   bool AdvanceBytes(Frontier* state, const uint8_t* bytes, size_t n);
 
+  // Expand visits since construction (callers bound whole walks with it).
+  uint64_t work() const { return total_work_; }
+
  private:
-  void Expand(uint32_t pos, int32_t parent, Frontier* out);
+  void Expand(uint32_t pos, int32_t parent, int depth, Frontier* out);
+  void Begin(Frontier* out);
   void Finish(Frontier* out);
 
   const Grammar& g_;
   NodePool* pool_;
-  std::vector<uint64_t> seen_;  // (pos, parent) already expanded in this step
+  KeySet seen_;  // (pos, parent) already expanded in this step
+  size_t step_work_ = 0;
+  bool step_exhausted_ = false;
+  uint64_t total_work_ = 0;
   Frontier tmp_;
 };
 

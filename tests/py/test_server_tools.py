@@ -360,6 +360,37 @@ def test_errors_name_the_field(srv, fields, param, words):
     assert chat_ok(srv, messages=ASK, max_tokens=2)["choices"]  # the server keeps serving
 
 
+def ambiguous_pattern(levels: int = 30) -> str:
+    """(((a+b?)+b?)+b?)...: every level may repeat or return, so the ways to parse a run of
+    a's grow exponentially with the nesting (a hostile grammar, not mergeable at parse time)."""
+    p = "a"
+    for _ in range(levels):
+        p = f"({p}+b?)"
+    return f"^{p}$"
+
+
+@pytest.mark.parametrize("where", ["response_format", "tools"])
+def test_too_ambiguous_schema_is_a_fast_400(srv, where):
+    schema = {"type": "object", "properties": {"s": {"type": "string",
+                                                     "pattern": ambiguous_pattern()}}}
+    if where == "tools":
+        fields = {"tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+                  "tool_choice": "required"}
+        param = "tools"  # the tools' combined grammar is what is too ambiguous
+    else:
+        fields = {"response_format": {"type": "json_schema",
+                                      "json_schema": {"name": "x", "schema": schema}}}
+        param = "response_format.json_schema.schema"
+    r = post(srv.base, CHAT, {"model": srv.model_id, "messages": ASK, "max_tokens": 20, **fields},
+             timeout=30)
+    assert r.status_code == 400, r.text
+    err = r.json()
+    validate("ErrorResponse", err)
+    assert err["error"]["param"] == param, err
+    assert "grammar too ambiguous" in err["error"]["message"], err
+    assert chat_ok(srv, messages=ASK, max_tokens=2)["choices"]  # the server keeps serving
+
+
 def test_openai_client_raises_bad_request(client, srv):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=srv.model_id, messages=ASK, tools=TOOLS,

@@ -363,3 +363,23 @@ def test_bad_grammar_and_schema_files_name_the_file(tmp_path):
     p = kiln("run", "-m", model, "-p", "x", "--json-object", "--grammar", str(bad_gbnf),
              check=False)
     assert p.returncode == 1 and "exclusive" in p.stderr
+
+
+def test_too_ambiguous_grammar_fails_fast(tmp_path):
+    """Nested repetitions through named rules (a ::= b+, b ::= c+, ...) would make the matcher
+    track exponentially many parse stacks: the grammar is refused when compiled, in well under
+    the time one such step would take."""
+    model = str(TINY / "llama3_tied.gguf")
+    gbnf = tmp_path / "ambiguous.gbnf"
+    rules = ["root ::= r0 \"!\""] + [f"r{i} ::= r{i + 1}+" for i in range(40)] + ['r40 ::= "x"']
+    gbnf.write_text("\n".join(rules) + "\n")
+    p = kiln("run", "-m", model, "-p", "x", "--grammar", str(gbnf), "-n", "4", check=False,
+             timeout=60)
+    assert p.returncode == 1
+    assert str(gbnf) in p.stderr and "grammar too ambiguous" in p.stderr, p.stderr
+    # Stacked quantifiers are merged at parse time instead: the same depth is fine.
+    stacked = tmp_path / "stacked.gbnf"
+    stacked.write_text('root ::= "x"' + "+" * 40 + ' "!"\n')
+    out = run(model, "-p", "hi", "--top-k", "0", "--top-p", "1", "--min-p", "0",
+              "--grammar", str(stacked), "-n", "12", "--temp", "1.0", "--seed", "3")
+    assert re.fullmatch(r"x+!?", out["text"]), out
