@@ -83,21 +83,16 @@ namespace ref {
 float VecDotPackedOrder(DType packed, const void* w_row, const void* a_row, int64_t k);
 // The ref table's gemm for packed types (GemmFn contract of kernel_table.h, with row_begin
 // and row_end multiples of kPackRows): unpacks each row and calls VecDotPackedOrder.
-void GemmQ4_0R16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end);
-void GemmQ8_0R16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end);
-void GemmQ5_0R16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end);
-void GemmQ4_KR16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end);
-void GemmQ6_KR16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end);
+#define KILN_REF_DECLARE_PACKED_GEMM(T)                                                     \
+  void Gemm##T(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,         \
+               int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin, \
+               int64_t row_end);
+KILN_REF_DECLARE_PACKED_GEMM(Q4_0R16)
+KILN_REF_DECLARE_PACKED_GEMM(Q8_0R16)
+KILN_REF_DECLARE_PACKED_GEMM(Q5_0R16)
+KILN_REF_DECLARE_PACKED_GEMM(Q4_KR16)
+KILN_REF_DECLARE_PACKED_GEMM(Q6_KR16)
+#undef KILN_REF_DECLARE_PACKED_GEMM
 }  // namespace ref
 
 }  // namespace kiln::kernels

@@ -6,39 +6,10 @@
 
 namespace kiln::kernels::avx512 {
 
-void GemmQ4_0R16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end) {
-  x86::PackedGemm<x86::Avx512R16<4>>(w, w_row_bytes, a, a_row_bytes, n_tokens, k, out,
-                                        out_stride, row_begin, row_end);
-}
-
-void GemmQ8_0R16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end) {
-  x86::PackedGemm<x86::Avx512R16<8>>(w, w_row_bytes, a, a_row_bytes, n_tokens, k, out,
-                                         out_stride, row_begin, row_end);
-}
-
-void GemmQ5_0R16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end) {
-  x86::PackedGemm<x86::Avx512R16<5>>(w, w_row_bytes, a, a_row_bytes, n_tokens, k, out, out_stride,
-                                  row_begin, row_end);
-}
-
-void GemmQ4_KR16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end) {
-  x86::PackedGemm<x86::Avx512Q4KR16>(w, w_row_bytes, a, a_row_bytes, n_tokens, k, out, out_stride,
-                                  row_begin, row_end);
-}
-
-void GemmQ6_KR16(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,
-                 int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin,
-                 int64_t row_end) {
-  x86::PackedGemm<x86::Avx512Q6KR16>(w, w_row_bytes, a, a_row_bytes, n_tokens, k, out, out_stride,
-                                  row_begin, row_end);
-}
+KILN_X86_DEFINE_PACKED_GEMM(Q4_0R16, x86::Avx512R16<4>)
+KILN_X86_DEFINE_PACKED_GEMM(Q8_0R16, x86::Avx512R16<8>)
+KILN_X86_DEFINE_PACKED_GEMM(Q5_0R16, x86::Avx512R16<5>)
+KILN_X86_DEFINE_PACKED_GEMM(Q4_KR16, x86::Avx512Q4KR16)
+KILN_X86_DEFINE_PACKED_GEMM(Q6_KR16, x86::Avx512Q6KR16)
 
 }  // namespace kiln::kernels::avx512

@@ -37,6 +37,14 @@
                int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin, \
                int64_t row_end);
 #define KILN_X86_PACKED_TYPES(X) X(Q4_0R16) X(Q8_0R16) X(Q5_0R16) X(Q4_KR16) X(Q6_KR16)
+// Defines packed type T's gemm from micro-kernel M (x86/packed_inl.h's PackedGemm<M>).
+#define KILN_X86_DEFINE_PACKED_GEMM(T, M)                                                   \
+  void Gemm##T(const void* w, size_t w_row_bytes, const void* a, size_t a_row_bytes,         \
+               int64_t n_tokens, int64_t k, float* out, int64_t out_stride, int64_t row_begin, \
+               int64_t row_end) {                                                            \
+    ::kiln::kernels::x86::PackedGemm<M>(w, w_row_bytes, a, a_row_bytes, n_tokens, k, out,     \
+                                        out_stride, row_begin, row_end);                     \
+  }
 
 namespace kiln::kernels::avx2 {
 
