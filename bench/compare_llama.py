@@ -15,8 +15,10 @@ tokens/s x bytes read per token / read bandwidth. Bytes read per token = every t
 GGUF except the token-embedding table (one row is read), unless the embedding is tied (no
 output.weight), where it is the output head and is read whole; plus the f16 KV cache at the
 mean decode position (n_prompt + n_gen/2). Bandwidth: --bandwidth THREADS=GB/s,... if given,
-else measured here with kernels_bench (--benchmark_filter=read_bandwidth; one thread: CPU
-time, two threads: real time), else a numpy read of a 1 GiB buffer (one thread).
+else measured here with kernels_bench (--kernels-bench; --benchmark_filter=read_bandwidth),
+else the highest `read_gbs` of the row's kiln runs (`kiln bench` measures it right after each
+tg run with the same thread count, so it tracks this shared machine's bandwidth at the time;
+the highest is the strictest roof).
 """
 import argparse
 import json
@@ -27,7 +29,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import gguf
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -111,17 +112,6 @@ def bandwidth_from_kernels_bench(binary: str) -> dict:
     return out
 
 
-def bandwidth_numpy() -> float:
-    a = np.ones(2**27, dtype=np.float64)  # 1 GiB
-    a.sum()
-    best = 0.0
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a.sum()
-        best = max(best, a.nbytes / (time.perf_counter() - t0) / 1e9)
-    return best
-
-
 def parse_bandwidth(s: str) -> dict:
     return {int(k): float(v) for k, v in (kv.split("=") for kv in s.split(","))}
 
@@ -159,8 +149,9 @@ def summarize(model: str, threads: int, m: dict, facts: dict, bw: dict, args) ->
                     "kiln_all": kv, "llama_all": lv}
     bytes_tok = facts["weight_bytes_per_token"] + facts["kv_bytes_per_pos"] * (args.p + args.n / 2)
     row["bytes_per_token_mb"] = bytes_tok / 1e6
-    gbs = bw.get(threads)
+    gbs = bw.get(threads) if bw else max((r.get("read_gbs", 0) for r in k), default=0)
     row["bandwidth_gbs"] = gbs
+    row["bandwidth_source"] = "given" if bw else "kiln bench read_gbs (max of the row's kiln runs)"
     if gbs:
         for eng in ("kiln", "llama"):
             row[f"tg_roofline_pct_{eng}"] = 100 * row["tg_tok_s"][eng] * bytes_tok / (gbs * 1e9)
@@ -218,8 +209,9 @@ def main() -> None:
     elif args.kernels_bench:
         bw = bandwidth_from_kernels_bench(args.kernels_bench)
     else:
-        bw = {1: bandwidth_numpy()}
-    print(f"read bandwidth GB/s by threads: {bw}; load average {load_avg()}", file=sys.stderr)
+        bw = {}  # per row, from kiln bench's read_gbs
+    print(f"read bandwidth GB/s by threads: {bw or 'measured by kiln bench per run'}; "
+          f"load average {load_avg()}", file=sys.stderr)
 
     rows = []
     for model in args.model:

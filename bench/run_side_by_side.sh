@@ -13,7 +13,8 @@
 # run cannot change the binary being measured; RESULTS_DIR/meta.txt records the commit, the
 # time and the load. Environment:
 #   THREADS=2 P=512 N=128 REPS=2       compare_llama.py's -t -p -n -r
-#   BANDWIDTH=1=20.1,2=30              read GB/s by thread count, for the roofline column
+#   BANDWIDTH=1=20.1,2=30              read GB/s by thread count for the roofline column (default:
+#                                      each row's highest read_gbs from its kiln bench runs)
 #   ONLY=regex                         run only rows whose name matches (e.g. ONLY='llama32')
 #   BENCH_DIR=~/.cache/kiln/bench      where the synthetic GGUFs are
 #   KILN_CACHE=~/.cache/kiln           the default model is $KILN_CACHE/models/default.gguf
@@ -28,7 +29,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$1
 KILN_SRC=${2:-$ROOT/build/kiln}
 THREADS=${THREADS:-2} P=${P:-512} N=${N:-128} REPS=${REPS:-2}
-BANDWIDTH=${BANDWIDTH:-1=20.1,2=30}
+BANDWIDTH=${BANDWIDTH:-}
 ONLY=${ONLY:-.}
 B=${BENCH_DIR:-$HOME/.cache/kiln/bench}
 DEFAULT=${KILN_CACHE:-$HOME/.cache/kiln}/models/default.gguf
@@ -64,7 +65,7 @@ cp "$KILN_SRC" "$OUT/kiln"
   echo "kiln: copy of $KILN_SRC ($(stat -c '%y' "$KILN_SRC"))"
   echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
        "$(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l) changed files in the tree"
-  echo "args: -t $THREADS -p $P -n $N -r $REPS --bandwidth $BANDWIDTH"
+  echo "args: -t $THREADS -p $P -n $N -r $REPS --bandwidth ${BANDWIDTH:-(kiln bench read_gbs)}"
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$OUT/meta.txt"
 cat "$OUT/meta.txt"
@@ -74,7 +75,7 @@ for ((i = 0; i < ${#selected[@]}; i += 2)); do
   name=${selected[i]} model=${selected[i + 1]}
   echo "== $name ($model) load $(cut -d' ' -f1 /proc/loadavg)" >&2
   python3 "$ROOT/bench/compare_llama.py" -m "$model" -t "$THREADS" -p "$P" -n "$N" -r "$REPS" \
-      --kiln "$OUT/kiln" --bandwidth "$BANDWIDTH" --json-out "$OUT/$name.json"
+      --kiln "$OUT/kiln" ${BANDWIDTH:+--bandwidth "$BANDWIDTH"} --json-out "$OUT/$name.json"
   jsons+=("$OUT/$name.json")
 done
 echo "finished: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/meta.txt"

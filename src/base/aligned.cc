@@ -1,5 +1,9 @@
 #include "base/aligned.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include <cstring>
 
 #include "base/check.h"
@@ -13,6 +17,18 @@ void* AlignedAlloc(size_t n_bytes, size_t alignment) {
 }
 
 void AlignedFree(void* p) { std::free(p); }
+
+void* LargeAlloc(size_t n_bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  if (n_bytes < kHugePage) return AlignedAlloc(n_bytes);
+  void* p = AlignedAlloc(n_bytes, kHugePage);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (p != nullptr) {
+    madvise(p, (n_bytes + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);  // a hint
+  }
+#endif
+  return p;
+}
 
 AlignedBuffer::AlignedBuffer(size_t n_bytes, size_t alignment)
     : data_(AlignedAlloc(n_bytes, alignment)), size_(n_bytes) {

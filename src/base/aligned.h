@@ -12,6 +12,10 @@ constexpr size_t kDefaultAlignment = 64;
 
 void* AlignedAlloc(size_t n_bytes, size_t alignment = kDefaultAlignment);  // nullptr on failure
 void AlignedFree(void* p);
+// For large buffers streamed every step (packed weights, the bandwidth probe): from 2 MiB up,
+// aligned to 2 MiB and marked for transparent huge pages (madvise MADV_HUGEPAGE on Linux, a
+// hint the kernel may ignore), so a linear read takes few TLB misses. Freed with AlignedFree.
+void* LargeAlloc(size_t n_bytes);
 
 class AlignedBuffer {
  public:

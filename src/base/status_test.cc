@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 
 #include "base/thread_pool.h"
 
@@ -43,9 +45,11 @@ TEST(StatusDeathTest, CheckAborts) {
 }
 
 // Many back-to-back jobs: every thread runs each job exactly once and sees the caller's
-// writes made before Run(); with and without spinning (the futex and the spin hand-offs).
+// writes made before Run(); with and without spinning (the futex hand-off, a short spin that
+// falls through to it, and the default budget whose waits pass from pause to sched_yield).
+// Every 50th job keeps thread 0 busy for 30 µs so the others wait past the pause phase.
 TEST(ThreadPoolTest, BackToBackJobsRunOncePerThread) {
-  for (int spin_us : {0, 5}) {
+  for (int spin_us : {0, 5, 200}) {
     for (int n_threads : {2, 3}) {
       ThreadPool pool(n_threads, spin_us);
       std::vector<int64_t> per_thread(n_threads, 0);
@@ -55,6 +59,7 @@ TEST(ThreadPoolTest, BackToBackJobsRunOncePerThread) {
         published = j;
         pool.Run([&](int t) {
           ASSERT_EQ(published, j);
+          if (t == 0 && j % 50 == 0) std::this_thread::sleep_for(std::chrono::microseconds(30));
           per_thread[t] += j;
         });
         for (int t = 0; t < n_threads; ++t) {

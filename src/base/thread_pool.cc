@@ -24,23 +24,27 @@ inline void CpuRelax() {
 #endif
 }
 
-// Waits until a.load() != old: spins for up to spin_ns, then sleeps in the kernel.
+// Waits until a.load() != old. Spins first, for up to spin_ns: pause instructions for the
+// first kPauseNs (a hand-off between busy threads takes ~1 µs), then sched_yield between checks
+// so that on a loaded machine the spinning thread hands its core to whoever is runnable (often
+// the very thread it waits for) instead of holding it. Then sleeps in the kernel (futex).
+constexpr int64_t kPauseNs = 5000;
+constexpr int kDefaultSpinUs = 200;
+
 template <class T>
 T WaitChange(const std::atomic<T>& a, T old, int64_t spin_ns) {
   T v = a.load(std::memory_order_acquire);
-  if (v != old || spin_ns <= 0) {
-    while (v == old) {
-      a.wait(old, std::memory_order_acquire);
+  if (v == old && spin_ns > 0) {
+    const int64_t start = NowNs();
+    for (int i = 1;; ++i) {
+      CpuRelax();
       v = a.load(std::memory_order_acquire);
+      if (v != old) return v;
+      if (i % 64 != 0) continue;
+      const int64_t waited = NowNs() - start;
+      if (waited > spin_ns) break;
+      if (waited > kPauseNs) std::this_thread::yield();
     }
-    return v;
-  }
-  const int64_t deadline = NowNs() + spin_ns;
-  for (int i = 1;; ++i) {
-    CpuRelax();
-    v = a.load(std::memory_order_acquire);
-    if (v != old) return v;
-    if (i % 64 == 0 && NowNs() > deadline) break;
   }
   while (v == old) {
     a.wait(old, std::memory_order_acquire);
@@ -52,7 +56,7 @@ T WaitChange(const std::atomic<T>& a, T old, int64_t spin_ns) {
 int64_t SpinBudgetNs() {
   const char* env = std::getenv("KILN_SPIN_US");
   if (env != nullptr && *env != '\0') return std::max(0L, std::atol(env)) * 1000;
-  return 0;
+  return int64_t{kDefaultSpinUs} * 1000;
 }
 
 }  // namespace

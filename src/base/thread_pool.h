@@ -14,14 +14,16 @@ namespace kiln {
 
 // Thread-safe for one caller at a time: Run() must not be called concurrently or re-entrantly.
 //
-// Hand-off: Run() publishes the job and bumps an atomic generation; workers sleep on it in a
-// futex wait (std::atomic::wait) and the caller waits for the last worker the same way: no
-// mutex, one wake-up per worker per job. KILN_SPIN_US=N makes a waiting thread spin up to N µs
-// first (helps only on an idle machine: on a busy one a spinning thread takes the core from
-// the thread it waits for; measured in docs/performance.md).
+// Hand-off: Run() publishes the job and bumps an atomic generation; workers wait for it and
+// the caller waits for the last worker the same way: no mutex. A waiting thread spins first
+// (pause for a few µs, then sched_yield between checks, so on a loaded machine it hands its
+// core to whoever is runnable, often the very thread it waits for), for up to KILN_SPIN_US
+// (default 200 µs: a decode step's dispatches follow each other closer than that), then
+// sleeps in a futex wait (std::atomic::wait). Measured in docs/performance.md: a futex wake
+// costs 10-20 µs per dispatch on an idle machine and milliseconds on a loaded one.
 class ThreadPool {
  public:
-  // n_threads >= 1, including the caller; spin_us < 0: KILN_SPIN_US (default 0).
+  // n_threads >= 1, including the caller; spin_us < 0: KILN_SPIN_US (default 200).
   explicit ThreadPool(int n_threads, int spin_us = -1);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;

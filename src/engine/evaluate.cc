@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/aligned.h"
+#include "base/check.h"
 #include "engine/generate.h"
 
 namespace kiln::engine {
@@ -115,6 +117,8 @@ StatusOr<BenchOutput> Bench(LoadedModel& lm, int32_t n_prompt, int32_t n_gen, in
   KILN_RETURN_IF_ERROR(Prefill(*lm.model, *ctx, ids, false, &logits));
   if (n_gen > 0) KILN_RETURN_IF_ERROR(decode_step(0));
   BenchOutput out;
+  std::unique_ptr<ReadBandwidthProbe> probe;
+  if (n_gen > 0) probe = std::make_unique<ReadBandwidthProbe>(lm.model->NumThreads());
   for (int32_t rep = 0; rep < n_reps; ++rep) {
     ctx->Clear();
     auto t0 = std::chrono::steady_clock::now();
@@ -132,52 +136,56 @@ StatusOr<BenchOutput> Bench(LoadedModel& lm, int32_t n_prompt, int32_t n_gen, in
     out.tg.tok_s.push_back(n_gen / wall);
     out.tg.wall_s.push_back(wall);
     out.tg.cpu_s.push_back(ProcessCpuSeconds() - c0);
+    out.read_gbs = std::max(out.read_gbs, probe->Measure());
   }
   Summarize(out.pp);
   Summarize(out.tg);
   out.pp_tok_s = out.pp.mean;
   out.tg_tok_s = out.tg.mean;
   if (n_gen > 0) {
-    out.read_gbs = MeasureReadBandwidth(lm.model->NumThreads());
     out.tg_bytes_per_token = lm.model->DecodeBytesRead(n_prompt + n_gen / 2);
     if (out.read_gbs > 0) out.tg_roofline = out.tg_tok_s * out.tg_bytes_per_token / (out.read_gbs * 1e9);
   }
   return out;
 }
 
-double MeasureReadBandwidth(int n_threads, size_t bytes, int passes) {
-  n_threads = std::max(n_threads, 1);
-  const size_t n = bytes / sizeof(uint64_t);
-  std::vector<uint64_t> buf(n);
-  for (size_t i = 0; i < n; ++i) buf[i] = i;
+ReadBandwidthProbe::ReadBandwidthProbe(int n_threads, size_t bytes)
+    : pool_(std::make_unique<ThreadPool>(std::max(n_threads, 1))),
+      buf_(static_cast<uint64_t*>(LargeAlloc(bytes))),
+      n_(bytes / sizeof(uint64_t)) {
+  KILN_CHECK(buf_ != nullptr) << "out of memory allocating " << bytes << " bytes";
+  for (size_t i = 0; i < n_; ++i) buf_[i] = i;
+}
+
+ReadBandwidthProbe::~ReadBandwidthProbe() { AlignedFree(buf_); }
+
+double ReadBandwidthProbe::Measure(int passes) {
+  const size_t n = n_;
+  const int n_threads = pool_->NumThreads();
   std::vector<uint64_t> sums(static_cast<size_t>(n_threads) * 8);  // a cache line per thread
+  const uint64_t want = static_cast<uint64_t>(n) * (n - 1) / 2;     // Σ i over [0, n)
   double best = 0;
   for (int pass = 0; pass < passes; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> threads;
-    for (int t = 0; t < n_threads; ++t) {
-      threads.emplace_back([&, t] {
-        const size_t b = n * t / n_threads, e = n * (t + 1) / n_threads;
-        uint64_t acc[8] = {};
-        size_t i = b;
-        for (; i + 8 <= e; i += 8) {
-          for (int j = 0; j < 8; ++j) acc[j] += buf[i + j];
-        }
-        for (; i < e; ++i) acc[0] += buf[i];
-        uint64_t s = 0;
-        for (uint64_t a : acc) s += a;
-        sums[static_cast<size_t>(t) * 8] = s;  // keeps the loop from being optimised away
-      });
-    }
-    for (std::thread& th : threads) th.join();
+    pool_->Run([&](int t) {
+      const size_t b = n * t / n_threads, e = n * (t + 1) / n_threads;
+      uint64_t acc[8] = {};
+      size_t i = b;
+      for (; i + 8 <= e; i += 8) {
+        for (int j = 0; j < 8; ++j) acc[j] += buf_[i + j];
+      }
+      for (; i < e; ++i) acc[0] += buf_[i];
+      uint64_t s = 0;
+      for (uint64_t a : acc) s += a;
+      sums[static_cast<size_t>(t) * 8] = s;  // keeps the loop from being optimised away
+    });
     const double wall = Seconds(t0);
+    uint64_t check = 0;
+    for (uint64_t s : sums) check += s;
+    if (check != want) return 0.0;  // a pass did not read everything
     if (wall > 0) best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / wall / 1e9);
   }
-  uint64_t check = 0;
-  for (uint64_t s : sums) check += s;
-  // Σ i over [0, n) — fails only if a pass did not read everything.
-  const uint64_t want = static_cast<uint64_t>(n) * (n - 1) / 2;
-  return check == want ? best : 0.0;
+  return best;
 }
 
 }  // namespace kiln::engine

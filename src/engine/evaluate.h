@@ -2,11 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/status.h"
+#include "base/thread_pool.h"
 #include "engine/loaded_model.h"
 
 namespace kiln::engine {
@@ -37,15 +39,31 @@ struct BenchPhase {
 struct BenchOutput {
   double pp_tok_s = 0, tg_tok_s = 0;  // means
   BenchPhase pp, tg;
-  // The tg memory roofline: read bandwidth measured here with the model's thread count (GB/s,
-  // a sum over a 512 MiB buffer split between the threads, best of 3 passes), bytes one decode
-  // step reads at the mean tg position (Model::DecodeBytesRead(n_prompt + n_gen / 2)), and
-  // tg_tok_s × bytes ÷ bandwidth (0 without tg).
+  // The tg memory roofline: read bandwidth with the model's thread count (GB/s, the best of
+  // ReadBandwidthProbe passes run right after each tg repetition, so the figure and the tg runs
+  // share the machine's state), bytes one decode step reads at the mean tg position
+  // (Model::DecodeBytesRead(n_prompt + n_gen / 2)), and tg_tok_s × bytes ÷ bandwidth (0 without tg).
   double read_gbs = 0, tg_bytes_per_token = 0, tg_roofline = 0;
 };
-// Read bandwidth of n_threads threads summing disjoint slices of a `bytes` buffer (GB/s, best
-// of `passes`); the buffer is written once first so every page is resident.
-double MeasureReadBandwidth(int n_threads, size_t bytes = size_t{512} << 20, int passes = 3);
+
+// Read bandwidth of n_threads threads (a ThreadPool started once, so thread start-up is not
+// timed) summing disjoint slices of a `bytes` buffer, written once first so every page is
+// resident. Not copyable.
+class ReadBandwidthProbe {
+ public:
+  ReadBandwidthProbe(int n_threads, size_t bytes = size_t{256} << 20);
+  ~ReadBandwidthProbe();
+  ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
+  ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
+  // GB/s, best of `passes`; 0 if a pass did not read every element.
+  double Measure(int passes = 3);
+
+ private:
+  std::unique_ptr<ThreadPool> pool_;
+  uint64_t* buf_ = nullptr;  // LargeAlloc (huge pages, as the packed weights)
+  size_t n_ = 0;
+};
+
 // Per repetition: pp = one batch of n_prompt tokens from an empty context; tg = n_gen
 // single-token steps after it (positions n_prompt…). Before the first repetition, an untimed
 // warm-up runs one prefill of n_prompt tokens and one decode step (page faults of the mmapped

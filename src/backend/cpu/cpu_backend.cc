@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "base/aligned.h"
 #include "base/check.h"
 #include "kernels/pack.h"
 
@@ -87,9 +88,9 @@ bool RepackRequested() {
   return env == nullptr || std::string(env) != "0";
 }
 
-// Bytes with 64-byte alignment for packed weights.
+// Packed weights: base/aligned.h's LargeAlloc (huge pages where the kernel grants them).
 struct FreeDeleter {
-  void operator()(uint8_t* p) const { std::free(p); }
+  void operator()(uint8_t* p) const { AlignedFree(p); }
 };
 using AlignedBytes = std::unique_ptr<uint8_t, FreeDeleter>;
 
@@ -137,7 +138,7 @@ class CpuBackend final : public Backend {
     const kernels::TypeKernels& pk = table_.For(*packed);
     if (pk.gemm == nullptr || pk.quantize_dot != table_.For(m->dtype).quantize_dot) return;
     const size_t bytes = static_cast<size_t>(m->rows) * m->row_bytes;
-    AlignedBytes buf(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+    AlignedBytes buf(static_cast<uint8_t*>(LargeAlloc(bytes)));
     KILN_CHECK(buf != nullptr) << "out of memory packing " << bytes << " bytes";
     const size_t groups = static_cast<size_t>(m->rows / kernels::kPackRows);
     const size_t group_bytes = kernels::kPackRows * m->row_bytes;
