@@ -19,7 +19,7 @@ void* AlignedAlloc(size_t n_bytes, size_t alignment) {
 void AlignedFree(void* p) { std::free(p); }
 
 void* LargeAlloc(size_t n_bytes) {
-  constexpr size_t kHugePage = size_t{2} << 20;
+  constexpr size_t kHugePage = kLargeAllocBytes;
   if (n_bytes < kHugePage) return AlignedAlloc(n_bytes);
   void* p = AlignedAlloc(n_bytes, kHugePage);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
@@ -31,7 +31,9 @@ void* LargeAlloc(size_t n_bytes) {
 }
 
 AlignedBuffer::AlignedBuffer(size_t n_bytes, size_t alignment)
-    : data_(AlignedAlloc(n_bytes, alignment)), size_(n_bytes) {
+    : data_(n_bytes >= kLargeAllocBytes && alignment <= kLargeAllocBytes ? LargeAlloc(n_bytes)
+                                                                          : AlignedAlloc(n_bytes, alignment)),
+      size_(n_bytes) {
   KILN_CHECK(data_ != nullptr) << "out of memory allocating " << n_bytes << " bytes";
   std::memset(data_, 0, n_bytes);
 }

@@ -12,9 +12,11 @@ constexpr size_t kDefaultAlignment = 64;
 
 void* AlignedAlloc(size_t n_bytes, size_t alignment = kDefaultAlignment);  // nullptr on failure
 void AlignedFree(void* p);
-// For large buffers streamed every step (packed weights, the bandwidth probe): from 2 MiB up,
-// aligned to 2 MiB and marked for transparent huge pages (madvise MADV_HUGEPAGE on Linux, a
-// hint the kernel may ignore), so a linear read takes few TLB misses. Freed with AlignedFree.
+// For large buffers read every step (packed weights, the KV cache, the bandwidth probe): from
+// kLargeAllocBytes up, aligned to 2 MiB and marked for transparent huge pages (madvise
+// MADV_HUGEPAGE on Linux, a hint the kernel may ignore), so streaming and strided reads take
+// few TLB misses. Freed with AlignedFree. AlignedBuffers of that size use it too.
+constexpr size_t kLargeAllocBytes = size_t{2} << 20;
 void* LargeAlloc(size_t n_bytes);
 
 class AlignedBuffer {

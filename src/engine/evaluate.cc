@@ -150,7 +150,9 @@ StatusOr<BenchOutput> Bench(LoadedModel& lm, int32_t n_prompt, int32_t n_gen, in
 }
 
 ReadBandwidthProbe::ReadBandwidthProbe(int n_threads, size_t bytes)
-    : pool_(std::make_unique<ThreadPool>(std::max(n_threads, 1))),
+    // No spinning: a pass is long, and a worker spinning after Measure() would add its CPU
+    // time to the next timed phase (Bench's cpu_s).
+    : pool_(std::make_unique<ThreadPool>(std::max(n_threads, 1), /*spin_us=*/0)),
       buf_(static_cast<uint64_t*>(LargeAlloc(bytes))),
       n_(bytes / sizeof(uint64_t)) {
   KILN_CHECK(buf_ != nullptr) << "out of memory allocating " << bytes << " bytes";

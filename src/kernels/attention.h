@@ -23,23 +23,31 @@ struct KvView {
   DType dtype = DType::kF32;  // kF32 or kF16
   const uint8_t* k = nullptr;
   const uint8_t* v = nullptr;
-  size_t pos_stride = 0;  // bytes from one position to the next
+  size_t pos_stride = 0;   // bytes from one position (slot) to the next
   int head_dim = 0;
   // Paged cache (kv/): when set, position p lives in slot
   // block_ids[p / block_tokens] * block_tokens + p % block_tokens of k/v; else slot = p.
   const int32_t* block_ids = nullptr;
   int32_t block_tokens = 0;
+  // Bytes from one kv head to the next; 0: head_dim elements (the heads of a position
+  // adjacent). kv::KvCache is head-major, so one kv head's rows are contiguous and attention
+  // reads them as a stream. (Last, so aggregate initialisers of the fields above still work.)
+  size_t head_stride = 0;
 
   size_t ElemBytes() const { return dtype == DType::kF16 ? 2 : 4; }
   size_t Slot(int32_t pos) const {
     if (block_ids == nullptr) return static_cast<size_t>(pos);
     return static_cast<size_t>(block_ids[pos / block_tokens]) * block_tokens + pos % block_tokens;
   }
+  size_t HeadOffset(int kv_head) const {
+    return static_cast<size_t>(kv_head) *
+           (head_stride != 0 ? head_stride : static_cast<size_t>(head_dim) * ElemBytes());
+  }
   const uint8_t* KRow(int32_t pos, int kv_head) const {
-    return k + Slot(pos) * pos_stride + static_cast<size_t>(kv_head) * head_dim * ElemBytes();
+    return k + Slot(pos) * pos_stride + HeadOffset(kv_head);
   }
   const uint8_t* VRow(int32_t pos, int kv_head) const {
-    return v + Slot(pos) * pos_stride + static_cast<size_t>(kv_head) * head_dim * ElemBytes();
+    return v + Slot(pos) * pos_stride + HeadOffset(kv_head);
   }
 };
 

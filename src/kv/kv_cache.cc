@@ -31,8 +31,9 @@ StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheOptions& opts) {
 
 KvCache::KvCache(const KvCacheOptions& opts) : opts_(opts) {
   const size_t elem = opts.dtype == DType::kF16 ? 2 : 4;
-  pos_stride_ = static_cast<size_t>(opts.n_heads_kv) * opts.head_dim * elem;
-  layer_bytes_ = pos_stride_ * static_cast<size_t>(opts.n_ctx);
+  row_bytes_ = static_cast<size_t>(opts.head_dim) * elem;
+  head_bytes_ = row_bytes_ * static_cast<size_t>(opts.n_ctx);
+  layer_bytes_ = head_bytes_ * static_cast<size_t>(opts.n_heads_kv);
   k_ = AlignedBuffer(layer_bytes_ * opts.n_layers);
   v_ = AlignedBuffer(layer_bytes_ * opts.n_layers);
 }
@@ -43,22 +44,24 @@ void KvCache::Store(int layer, const int32_t* positions, int64_t n_tokens, const
   const int64_t row = static_cast<int64_t>(opts_.n_heads_kv) * opts_.head_dim;
   uint8_t* k_base = k_.as<uint8_t>() + layer * layer_bytes_;
   uint8_t* v_base = v_.as<uint8_t>() + layer * layer_bytes_;
+  const int64_t hd = opts_.head_dim;
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int32_t pos = positions[t];
     KILN_CHECK(pos >= 0 && pos < opts_.n_ctx) << "position " << pos << " n_ctx " << opts_.n_ctx;
-    uint8_t* kd = k_base + pos * pos_stride_;
-    uint8_t* vd = v_base + pos * pos_stride_;
-    const float* ks = k + t * row;
-    const float* vs = v + t * row;
-    if (opts_.dtype == DType::kF32) {
-      std::memcpy(kd, ks, row * sizeof(float));
-      std::memcpy(vd, vs, row * sizeof(float));
-    } else {
-      uint16_t* kh = reinterpret_cast<uint16_t*>(kd);
-      uint16_t* vh = reinterpret_cast<uint16_t*>(vd);
-      for (int64_t i = 0; i < row; ++i) {
-        kh[i] = Fp32ToFp16(ks[i]);
-        vh[i] = Fp32ToFp16(vs[i]);
+    for (int h = 0; h < opts_.n_heads_kv; ++h) {
+      const size_t at = h * head_bytes_ + pos * row_bytes_;
+      const float* ks = k + t * row + h * hd;
+      const float* vs = v + t * row + h * hd;
+      if (opts_.dtype == DType::kF32) {
+        std::memcpy(k_base + at, ks, hd * sizeof(float));
+        std::memcpy(v_base + at, vs, hd * sizeof(float));
+      } else {
+        uint16_t* kh = reinterpret_cast<uint16_t*>(k_base + at);
+        uint16_t* vh = reinterpret_cast<uint16_t*>(v_base + at);
+        for (int64_t i = 0; i < hd; ++i) {
+          kh[i] = Fp32ToFp16(ks[i]);
+          vh[i] = Fp32ToFp16(vs[i]);
+        }
       }
     }
   }
@@ -70,7 +73,8 @@ backend::KvView KvCache::View(int layer) const {
   view.dtype = opts_.dtype;
   view.k = k_.as<uint8_t>() + layer * layer_bytes_;
   view.v = v_.as<uint8_t>() + layer * layer_bytes_;
-  view.pos_stride = pos_stride_;
+  view.pos_stride = row_bytes_;
+  view.head_stride = head_bytes_;
   view.head_dim = opts_.head_dim;
   return view;
 }
@@ -81,8 +85,10 @@ void KvCache::CopySlots(int32_t src, int32_t dst, int32_t n) {
       << "copy " << src << "->" << dst << " x" << n << " of " << opts_.n_ctx;
   for (int l = 0; l < opts_.n_layers; ++l) {
     for (AlignedBuffer* b : {&k_, &v_}) {
-      uint8_t* base = b->as<uint8_t>() + l * layer_bytes_;
-      std::memcpy(base + dst * pos_stride_, base + src * pos_stride_, n * pos_stride_);
+      for (int h = 0; h < opts_.n_heads_kv; ++h) {
+        uint8_t* base = b->as<uint8_t>() + l * layer_bytes_ + h * head_bytes_;
+        std::memcpy(base + dst * row_bytes_, base + src * row_bytes_, n * row_bytes_);
+      }
     }
   }
 }

@@ -3,7 +3,10 @@
 // per position), so the paged cache (BlockPool + BlockTable, a later issue) can replace this
 // class without touching the attention op's contract.
 //
-// Layout per layer: K and V each [n_ctx, n_heads_kv, head_dim], f32 or f16, row-major.
+// Layout per layer: K and V each [n_heads_kv, n_ctx, head_dim], f32 or f16, row-major: head-
+// major, so the rows one kv head's attention reads are contiguous (a linear stream the hardware
+// prefetcher follows; position-major rows were n_heads_kv * head_dim apart, and decode attention
+// stalled on each).
 // Not thread-safe; owned by one Context on the engine thread.
 #pragma once
 
@@ -53,9 +56,10 @@ class KvCache {
   explicit KvCache(const KvCacheOptions& opts);
 
   KvCacheOptions opts_;
-  size_t pos_stride_ = 0;   // bytes per position (n_heads_kv * head_dim elements)
+  size_t row_bytes_ = 0;    // bytes of one head's row at one position (head_dim elements)
+  size_t head_bytes_ = 0;   // bytes of one kv head's rows in a layer (n_ctx rows)
   size_t layer_bytes_ = 0;  // bytes of one layer's K (or V)
-  AlignedBuffer k_;         // [n_layers][n_ctx][n_heads_kv][head_dim]
+  AlignedBuffer k_;         // [n_layers][n_heads_kv][n_ctx][head_dim]
   AlignedBuffer v_;
 };
 

@@ -54,5 +54,30 @@ TEST(KvCacheTest, StoresAtPositionsAndViewsThem) {
   }
 }
 
+// CopySlots moves every head of every layer (the layout is head-major: one memcpy per head).
+TEST(KvCacheTest, CopySlotsCopiesEveryHeadAndLayer) {
+  auto cache = KvCache::Create({2, 8, 3, 4, DType::kF32});
+  ASSERT_TRUE(cache.ok());
+  std::vector<float> k(2 * 12), v(2 * 12);
+  for (int i = 0; i < 24; ++i) {
+    k[i] = 1.0f + i;
+    v[i] = -1.0f - i;
+  }
+  int32_t pos[2] = {1, 2};
+  for (int layer = 0; layer < 2; ++layer) (*cache)->Store(layer, pos, 2, k.data(), v.data());
+  (*cache)->CopySlots(1, 5, 2);
+  for (int layer = 0; layer < 2; ++layer) {
+    backend::KvView view = (*cache)->View(layer);
+    for (int t = 0; t < 2; ++t) {
+      for (int h = 0; h < 3; ++h) {
+        for (int i = 0; i < 4; ++i) {
+          EXPECT_EQ(Elem(view, view.KRow(5 + t, h), i), k[t * 12 + h * 4 + i]);
+          EXPECT_EQ(Elem(view, view.VRow(5 + t, h), i), v[t * 12 + h * 4 + i]);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kiln::kv
