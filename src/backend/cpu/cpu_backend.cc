@@ -348,6 +348,27 @@ void CpuBackend::Attention(const float* q, int64_t n_tokens, const int32_t* posi
   AttentionBatch(q, positions, &seq, 1, kv, p, out);
 }
 
+// Query heads per attention work item: a divisor of the GQA group. An item converts its K/V
+// rows once and reuses them for each of its heads, so fewer, larger items do less work, but
+// the threads must stay busy: take the divisor with the least work on the busiest thread,
+// ceil(items / threads) × (1 + heads), counting a head's scores + P·V and the item's K/V pass
+// as one unit each (ties: more heads). Decode of Qwen2.5-0.5B (2 kv heads × 7, 2 threads):
+// one item of 7 heads per thread instead of 7 items of one head, each re-reading the rows.
+int AttentionHeadsPerItem(int64_t tile_kv_units, int group, int n_threads) {
+  int best = 1;
+  int64_t best_cost = INT64_MAX;
+  for (int h = group; h >= 1; --h) {
+    if (group % h != 0) continue;
+    const int64_t items = tile_kv_units * (group / h);
+    const int64_t cost = (items + n_threads - 1) / n_threads * (1 + h);
+    if (cost < best_cost) {
+      best = h;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
 // Work item = a tile of one sequence's tokens × a run of heads of one kv head's group. Prefill
 // shares each K/V row across up to kAttentionTileRows query rows; when the whole batch has few
 // items (decode of few sequences) the group is split so every thread gets work. The items of
@@ -368,7 +389,7 @@ void CpuBackend::AttentionBatch(const float* q, const int32_t* positions, const 
     total_tiles += (n + tile_tok - 1) / tile_tok;
   }
   const int n_threads = pool_ != nullptr ? pool_->NumThreads() : 1;
-  const int heads_per_item = total_tiles * p.n_heads_kv >= 4 * n_threads ? group : 1;
+  const int heads_per_item = AttentionHeadsPerItem(total_tiles * p.n_heads_kv, group, n_threads);
   const int splits = group / heads_per_item;
   const size_t per_rank = static_cast<size_t>(p.n_heads_kv) * splits;
   // item_end[s]: one past sequence s's last item.
