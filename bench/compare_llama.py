@@ -18,7 +18,8 @@ mean decode position (n_prompt + n_gen/2). Bandwidth: --bandwidth THREADS=GB/s,.
 else measured here with kernels_bench (--kernels-bench; --benchmark_filter=read_bandwidth),
 else the highest `read_gbs` of the row's kiln runs (`kiln bench` measures it right after each
 tg run with the same thread count, so it tracks this shared machine's bandwidth at the time;
-the highest is the strictest roof).
+the highest is the strictest roof). A last column gives kiln's own per-run figure: each run's
+tg against the bandwidth measured right after it in the same process (median, min-max).
 """
 import argparse
 import json
@@ -155,6 +156,14 @@ def summarize(model: str, threads: int, m: dict, facts: dict, bw: dict, args) ->
     if gbs:
         for eng in ("kiln", "llama"):
             row[f"tg_roofline_pct_{eng}"] = 100 * row["tg_tok_s"][eng] * bytes_tok / (gbs * 1e9)
+    # Per kiln run: its tg against the bandwidth measured right after it in the same process
+    # (kiln bench's own tg_roofline, bytes from the model), so a run and its roof share the
+    # machine's state; the machine's bandwidth moves between runs.
+    row["kiln_read_gbs_all"] = [r.get("read_gbs", 0) for r in k]
+    run_roofs = [100 * r["tg_roofline"] for r in k if r.get("tg_roofline")]
+    if run_roofs:
+        row["kiln_run_roofline_pct_all"] = run_roofs
+        row["kiln_run_roofline_pct"] = statistics.median(run_roofs)
     for eng, rr in (("kiln", k), ("llama", l)):
         row[f"cpu_share_{eng}"] = statistics.median(r["cpu_share"] for r in rr)
     row["llama_build"] = {x: l[0].get(x) for x in ("node_llama_cpp", "llama_cpp_release", "cpu_variant", "flash_attn", "kv_type")}
@@ -173,12 +182,17 @@ def fmt_row(r: dict) -> str:
         roof = (f"{r['tg_roofline_pct_kiln']:.0f} % / {r['tg_roofline_pct_llama']:.0f} % "
                 f"({est('kiln'):.0f} % / {est('llama'):.0f} %)")
     share = f"{r['cpu_share_kiln']:.2f} / {r['cpu_share_llama']:.2f}"
+    run_roof = "n/a"
+    if r.get("kiln_run_roofline_pct_all"):
+        runs = r["kiln_run_roofline_pct_all"]
+        run_roof = f"{r['kiln_run_roofline_pct']:.0f} % ({min(runs):.0f}-{max(runs):.0f})"
     return (f"| {r['model']} | {r['type']} | {r['threads']} | {pp['kiln']:.1f} | {pp['llama']:.1f} | {ratio(pp)} "
-            f"| {tg['kiln']:.1f} | {tg['llama']:.1f} | {ratio(tg)} | {roof} | {share} |")
+            f"| {tg['kiln']:.1f} | {tg['llama']:.1f} | {ratio(tg)} | {roof} | {run_roof} | {share} |")
 
 
 HEADER = ("| model | type | threads | pp{p} kiln | pp{p} llama.cpp | ratio | tg{n} kiln | tg{n} llama.cpp | ratio "
-          "| tg roofline % kiln / llama.cpp (÷ CPU share) | CPU share kiln / llama.cpp |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "| tg roofline % kiln / llama.cpp (÷ CPU share) | kiln tg roofline per run, median (min-max) "
+          "| CPU share kiln / llama.cpp |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main() -> None:
