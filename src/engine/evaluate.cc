@@ -6,11 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <thread>
 #include <vector>
 
-#include "base/aligned.h"
-#include "base/check.h"
 #include "engine/generate.h"
 
 namespace kiln::engine {
@@ -153,16 +150,14 @@ ReadBandwidthProbe::ReadBandwidthProbe(int n_threads, size_t bytes)
     // No spinning: a pass is long, and a worker spinning after Measure() would add its CPU
     // time to the next timed phase (Bench's cpu_s).
     : pool_(std::make_unique<ThreadPool>(std::max(n_threads, 1), /*spin_us=*/0)),
-      buf_(static_cast<uint64_t*>(LargeAlloc(bytes))),
-      n_(bytes / sizeof(uint64_t)) {
-  KILN_CHECK(buf_ != nullptr) << "out of memory allocating " << bytes << " bytes";
-  for (size_t i = 0; i < n_; ++i) buf_[i] = i;
+      buf_(bytes / sizeof(uint64_t) * sizeof(uint64_t)) {
+  uint64_t* p = buf_.as<uint64_t>();
+  for (size_t i = 0; i < bytes / sizeof(uint64_t); ++i) p[i] = i;
 }
 
-ReadBandwidthProbe::~ReadBandwidthProbe() { AlignedFree(buf_); }
-
 double ReadBandwidthProbe::Measure(int passes) {
-  const size_t n = n_;
+  const size_t n = buf_.size() / sizeof(uint64_t);
+  const uint64_t* buf = buf_.as<uint64_t>();
   const int n_threads = pool_->NumThreads();
   std::vector<uint64_t> sums(static_cast<size_t>(n_threads) * 8);  // a cache line per thread
   const uint64_t want = static_cast<uint64_t>(n) * (n - 1) / 2;     // Σ i over [0, n)
@@ -174,9 +169,9 @@ double ReadBandwidthProbe::Measure(int passes) {
       uint64_t acc[8] = {};
       size_t i = b;
       for (; i + 8 <= e; i += 8) {
-        for (int j = 0; j < 8; ++j) acc[j] += buf_[i + j];
+        for (int j = 0; j < 8; ++j) acc[j] += buf[i + j];
       }
-      for (; i < e; ++i) acc[0] += buf_[i];
+      for (; i < e; ++i) acc[0] += buf[i];
       uint64_t s = 0;
       for (uint64_t a : acc) s += a;
       sums[static_cast<size_t>(t) * 8] = s;  // keeps the loop from being optimised away

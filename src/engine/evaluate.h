@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/aligned.h"
 #include "base/status.h"
 #include "base/thread_pool.h"
 #include "engine/loaded_model.h"
@@ -47,21 +48,17 @@ struct BenchOutput {
 };
 
 // Read bandwidth of n_threads threads (a ThreadPool started once, so thread start-up is not
-// timed) summing disjoint slices of a `bytes` buffer, written once first so every page is
-// resident. Not copyable.
+// timed) summing disjoint slices of a `bytes` buffer (huge pages, as the packed weights),
+// written once first so every page is resident.
 class ReadBandwidthProbe {
  public:
   ReadBandwidthProbe(int n_threads, size_t bytes = size_t{256} << 20);
-  ~ReadBandwidthProbe();
-  ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
-  ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
   // GB/s, best of `passes`; 0 if a pass did not read every element.
   double Measure(int passes = 3);
 
  private:
   std::unique_ptr<ThreadPool> pool_;
-  uint64_t* buf_ = nullptr;  // LargeAlloc (huge pages, as the packed weights)
-  size_t n_ = 0;
+  AlignedBuffer buf_;
 };
 
 // Per repetition: pp = one batch of n_prompt tokens from an empty context; tg = n_gen
