@@ -197,6 +197,10 @@ ServingOptions Options(const std::string& path) {
 // A victim (lowest priority) runs alone for 20+ tokens, then an older request arrives whose
 // blocks and the victim's do not fit together: the victim is preempted with many generated
 // tokens, recomputed later (its prompt and generated tokens in prefill chunks).
+// The engine decodes ahead of the reader, so on a busy machine the victim can finish between
+// the 20th token read and the older request's admission: then nothing was preempted and the
+// scenario is run again (at most kAttempts times). Every attempt must match the oracle; at
+// least one must preempt.
 void CheckLatePreemption(engine::LoadedModel& lm, const std::string& path, float temperature) {
   const int32_t n_vocab = static_cast<int32_t>(lm.model->config().n_vocab);
   Case victim{{}, temperature, 7, 100};
@@ -204,33 +208,37 @@ void CheckLatePreemption(engine::LoadedModel& lm, const std::string& path, float
   Case older{{}, 0.0f, 8, 40};
   for (int t = 0; t < 70; ++t) older.prompt.push_back((t * 29 + 1) % n_vocab);
   const Result want_victim = Oracle(lm, victim), want_older = Oracle(lm, older);
-
-  ServingOptions o = Options(path);
-  o.kv_memory_bytes = static_cast<int64_t>(7 * kBlockTokens * lm.model->KvBytesPerToken());
-  auto eng = ServingEngine::Start(o);
-  ASSERT_TRUE(eng.ok()) << eng.status().ToString();
-  CompletionRequest rv = ToRequest(victim);
-  rv.priority = 1;
-  auto sv = (*eng)->Submit(rv);
-  ASSERT_TRUE(sv.ok()) << sv.status().ToString();
-  Result got_victim;
-  bool done = false;
-  while (!done && got_victim.tokens.size() < 20) {
-    std::optional<StreamEvent> e = (*sv)->Next(std::chrono::milliseconds(120000));
-    ASSERT_TRUE(e.has_value()) << "victim timed out";
-    done = AddEvent(*e, got_victim);
-  }
-  ASSERT_FALSE(done) << "the victim finished before the older request came";
-  auto so = (*eng)->Submit(ToRequest(older));
-  ASSERT_TRUE(so.ok()) << so.status().ToString();
-  got_victim = Collect(**sv, got_victim);
-  const Result got_older = Collect(**so);
   const std::string what =
       std::string("late preemption, ") + (temperature > 0 ? "seeded" : "greedy");
-  ExpectSame(got_victim, want_victim, what + " victim");
-  ExpectSame(got_older, want_older, what + " older");
-  const EngineMetrics m = WaitIdle(**eng, 2);
-  EXPECT_GT(m.preemptions, 0) << what;
+
+  constexpr int kAttempts = 5;
+  int64_t preemptions = 0;
+  for (int attempt = 0; attempt < kAttempts && preemptions == 0; ++attempt) {
+    ServingOptions o = Options(path);
+    o.kv_memory_bytes = static_cast<int64_t>(7 * kBlockTokens * lm.model->KvBytesPerToken());
+    auto eng = ServingEngine::Start(o);
+    ASSERT_TRUE(eng.ok()) << eng.status().ToString();
+    CompletionRequest rv = ToRequest(victim);
+    rv.priority = 1;
+    auto sv = (*eng)->Submit(rv);
+    ASSERT_TRUE(sv.ok()) << sv.status().ToString();
+    Result got_victim;
+    bool done = false;
+    while (!done && got_victim.tokens.size() < 20) {
+      std::optional<StreamEvent> e = (*sv)->Next(std::chrono::milliseconds(120000));
+      ASSERT_TRUE(e.has_value()) << "victim timed out";
+      done = AddEvent(*e, got_victim);
+    }
+    ASSERT_FALSE(done) << "the victim finished before the older request came";
+    auto so = (*eng)->Submit(ToRequest(older));
+    ASSERT_TRUE(so.ok()) << so.status().ToString();
+    got_victim = Collect(**sv, got_victim);
+    const Result got_older = Collect(**so);
+    ExpectSame(got_victim, want_victim, what + " victim");
+    ExpectSame(got_older, want_older, what + " older");
+    preemptions = WaitIdle(**eng, 2).preemptions;
+  }
+  EXPECT_GT(preemptions, 0) << what << ": no preemption in " << kAttempts << " attempts";
 }
 
 void CheckModel(const std::string& path, int n_cases, int32_t max_tokens, int64_t tight_kv_tokens) {
