@@ -145,6 +145,50 @@ Status Refuse(const std::string& keyword, const std::string& path, const std::st
 
 bool IsConstraint(const std::string& key) { return !Annotations().count(key); }
 
+bool IsSchema(const ojson& v) { return v.is_object() || v.is_boolean(); }
+bool IsCount(const ojson& v) {
+  return v.is_number_unsigned() || (v.is_number_float() && v.get<double>() >= 0 &&
+                                    std::floor(v.get<double>()) == v.get<double>());
+}
+bool AllOf(const ojson& v, bool (*pred)(const ojson&)) {
+  return std::all_of(v.begin(), v.end(), [&](const ojson& x) { return pred(x); });
+}
+
+// The shape the specification gives each supported keyword's value, checked before the value is
+// used: a malformed schema is the caller's error, named by keyword, never a converter crash.
+// Returns what the value must be, or nullptr when it has that shape.
+const char* KeywordShapeError(const std::string& k, const ojson& v) {
+  auto is_string = [](const ojson& x) { return x.is_string(); };
+  if (k == "type") {
+    if (v.is_string() || (v.is_array() && !v.empty() && AllOf(v, +is_string))) return nullptr;
+    return "must be a string or a non-empty array of strings";
+  }
+  if (k == "enum") return v.is_array() ? nullptr : "must be an array";
+  if (k == "required") {
+    return v.is_array() && AllOf(v, +is_string) ? nullptr : "must be an array of strings";
+  }
+  if (k == "properties") {
+    return v.is_object() && AllOf(v, IsSchema) ? nullptr : "must be an object of schemas";
+  }
+  if (k == "additionalProperties" || k == "items") {
+    return IsSchema(v) ? nullptr : "must be a schema (an object or a boolean)";
+  }
+  if (k == "prefixItems" || k == "allOf" || k == "anyOf" || k == "oneOf") {
+    return v.is_array() && !v.empty() && AllOf(v, IsSchema)
+               ? nullptr
+               : "must be a non-empty array of schemas";
+  }
+  if (k == "minItems" || k == "maxItems" || k == "minLength" || k == "maxLength") {
+    return IsCount(v) ? nullptr : "must be a non-negative integer";
+  }
+  if (k == "minimum" || k == "maximum" || k == "exclusiveMinimum" || k == "exclusiveMaximum") {
+    return v.is_number() ? nullptr : "must be a number";
+  }
+  if (k == "pattern" || k == "format" || k == "$ref") return v.is_string() ? nullptr : "must be a string";
+  if (k == "nullable" || k == "uniqueItems") return v.is_boolean() ? nullptr : "must be a boolean";
+  return nullptr;  // const: any value
+}
+
 std::string Join(const std::vector<std::string>& parts, const std::string& sep) {
   std::string out;
   for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
@@ -310,6 +354,9 @@ class Converter {
       if (k == "$id" && path != "#") return Refuse("$id", path, "only at the root");
       if (Annotations().count(k)) continue;
       if (!Supported().count(k)) return Refuse(k, path);
+      if (const char* want = KeywordShapeError(k, *it)) {
+        return InvalidArgument("invalid JSON Schema at %s: '%s' %s", path.c_str(), k.c_str(), want);
+      }
       if (k == "uniqueItems" && *it != false) return Refuse(k, path, "cannot be enforced");
       if (k == "nullable" && !opts_.allow_nullable) return Refuse(k, path);
     }

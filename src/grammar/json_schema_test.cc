@@ -110,6 +110,60 @@ TEST(JsonSchemaTest, RefusalsNameTheKeyword) {
   EXPECT_FALSE(JsonSchemaToGbnf("{not json").ok());
 }
 
+// Every supported keyword with a value of the wrong shape is the caller's error (kInvalidArgument
+// naming the keyword) wherever it sits: at the root, in an allOf part merged with a sibling that
+// has the same keyword, and in an anyOf branch merged with a sibling constraint. json_schema_fuzz
+// found '"required":"format"' in an allOf part throwing out of the merge.
+TEST(JsonSchemaTest, MalformedKeywordValuesAreInvalidArgumentsEverywhere) {
+  struct Bad {
+    const char* keyword;
+    const char* good;  // a well-formed value, for the sibling part
+    std::vector<const char*> bad;
+  };
+  const Bad cases[] = {
+      {"type", R"("object")", {"1", "[]", "[1]", "{}", "null"}},
+      {"enum", R"([1,2])", {"1", R"("a")", "{}"}},
+      {"required", R"(["a"])", {R"("format")", "[1]", "{}", "true"}},
+      {"properties", R"({"a":{}})", {"[]", R"("a")", R"({"a":1})", R"({"a":[1]})"}},
+      {"additionalProperties", "false", {"1", R"("x")", "[]"}},
+      {"items", R"({"type":"integer"})", {"1", "[]", R"("x")"}},
+      {"prefixItems", R"([{}])", {"{}", "[]", "[1]", R"("x")"}},
+      {"allOf", R"([{}])", {"{}", "[]", "[1]"}},
+      {"anyOf", R"([{}])", {"{}", "[]", R"(["x"])"}},
+      {"oneOf", R"([{}])", {"{}", "[]", "[null]"}},
+      {"minItems", "1", {"-1", "1.5", R"("1")", "[]"}},
+      {"maxLength", "3", {"-2", "0.5", "true"}},
+      {"minimum", "1", {R"("1")", "[]", "null", "true"}},
+      {"exclusiveMaximum", "4", {"true", R"("4")"}},
+      {"pattern", R"("a")", {"1", "[]"}},
+      {"format", R"("date")", {"1", "{}"}},
+      {"$ref", R"("#/$defs/d")", {"1", "[]"}},
+      {"uniqueItems", "false", {"0", R"("no")"}},
+  };
+  for (const Bad& c : cases) {
+    for (const char* bad : c.bad) {
+      std::string kv = StrFormat(R"("%s":%s)", c.keyword, bad);
+      std::string good = StrFormat(R"("%s":%s)", c.keyword, c.good);
+      const std::string defs = R"("$defs":{"d":{}},)";  // the target of the good $ref
+      const std::string schemas[] = {
+          "{" + defs + kv + "}",
+          "{" + defs + R"("allOf":[{)" + good + "},{" + kv + "}]}",
+          "{" + defs + R"("allOf":[{)" + kv + "},{" + good + "}]}",
+          "{" + defs + R"("type":"object","properties":{"p":{)" + kv + "}}}",
+          "{" + defs + good + R"(,"anyOf":[{)" + kv + R"(},{"type":"null"}]})",
+      };
+      for (const std::string& schema : schemas) {
+        auto g = JsonSchemaToGbnf(schema);
+        ASSERT_FALSE(g.ok()) << schema;
+        EXPECT_EQ(g.status().code(), StatusCode::kInvalidArgument) << schema << "\n"
+                                                                   << g.status().ToString();
+        EXPECT_NE(g.status().message().find(std::string("'") + c.keyword + "'"), std::string::npos)
+            << schema << "\n" << g.status().message();
+      }
+    }
+  }
+}
+
 TEST(JsonSchemaTest, AnnotationsAreIgnored) {
   auto g = JsonSchemaToGbnf(R"({"title":"t","description":"d","$comment":"c","examples":[1],
       "default":2,"$schema":"https://json-schema.org/draft/2020-12/schema","deprecated":false,
