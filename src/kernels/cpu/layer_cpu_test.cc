@@ -357,9 +357,10 @@ TEST(LayerKernels, GgmlAttentionMatchesScalarBitForBit) {
         {hd, 2, 3, 1, 130, 0, DType::kF16, true, true},     // decode, GQA 3, paged
         {hd, 1, 4, 5, 61, 0, DType::kF16, true, false},     // tile across a 64 boundary
         {hd, 2, 1, 3, 200, 37, DType::kF16, true, true},    // sliding window
-        {hd, 1, 7, 2, 9, 0, DType::kF16, true, true},       // GQA 7: two passes of heads
+        {hd, 1, 7, 2, 9, 0, DType::kF16, true, true},       // GQA 7: one pass, 32 columns
         {hd, 1, 2, 16, 100, 64, DType::kF16, true, false},  // 16-token tile, window = block
-        {hd, 1, 9, 1, 700, 0, DType::kF16, true, true},     // long decode, GQA 9 (SmolLM2)
+        {hd, 1, 9, 1, 700, 0, DType::kF16, true, true},     // long decode, GQA 9: 5 + 4 heads
+        {hd, 1, 16, 2, 150, 0, DType::kF16, true, true},    // GQA 16: 8 + 8 heads
     };
     for (const AttnCase& c : cases) {
       SCOPED_TRACE(Name(c));

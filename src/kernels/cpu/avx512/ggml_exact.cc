@@ -23,6 +23,7 @@ struct G16 {
   static F Mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F Div(F a, F b) { return _mm512_div_ps(a, b); }
   static F Fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F Max(F a, F b) { return _mm512_max_ps(a, b); }
   static F RoundF16(F v) {
     return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
@@ -37,7 +38,7 @@ struct G16 {
   }
   // out[c] = Reduce16(v[c]) for 16 vectors, by transposing adds: each step adds the same two
   // values per cell as Reduce16 (float addition commutes bit for bit).
-  static void Reduce16x16(const F* v, float* out) {
+  __attribute__((always_inline)) static void Reduce16x16(const F* v, float* out) {
     F a[8], b4[4], c2[2];
     for (int i = 0; i < 8; ++i) {  // [lo8 of cell 2i | lo8 of 2i+1] + [hi8 | hi8]
       const F x = _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0));

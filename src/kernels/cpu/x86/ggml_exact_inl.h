@@ -6,7 +6,7 @@
 //
 // G is a 16-lane float type with ops that round exactly like their scalar counterparts:
 //   F; Zero Set1 Load Store LoadF16(16 halves) Add Sub Mul Div Fma(a,b,c)=a*b+c (one rounding)
-//   RoundF16 (to f16 and back, nearest-even), Reduce16 (ggml's _mm512_reduce_add_ps order,
+//   Max, RoundF16 (to f16 and back, nearest-even), Reduce16 (ggml's _mm512_reduce_add_ps order,
 //   kernels/ref/ggml_exact.cc ReduceAdd16), Reduce16x16(v[16], out[16]) (out[c] =
 //   Reduce16(v[c]), bit for bit), MaxLanes(v, a, b) (largest of lanes [a, b)), KeepLanes(v, a, b) (lanes outside [a, b) → +0),
 //   Expf (ggml_v_expf as ref's ExpfImpl).
@@ -24,6 +24,7 @@
 
 #include "base/check.h"
 #include "kernels/attention.h"
+#include "kernels/cpu/x86/common_inl.h"
 #include "kernels/ggml_exact.h"
 
 namespace kiln::kernels::x86 {
@@ -84,6 +85,29 @@ inline void GgmlScores16Decode(const float* q, const float* krows, int d, float*
   }
 }
 
+// GgmlScores16Decode for head_dim = 64 * NB: q stays in registers across the 16 cells and the
+// lane sums go straight into the reduction (the same operations in the same order).
+template <class G, int NB>
+inline void GgmlScores16DecodeFixed(const float* q, const float* krows, float* out) {
+  using F = typename G::F;
+  constexpr int d = 64 * NB;
+  F qv[NB][4];
+  for (int b = 0; b < NB; ++b) {
+    for (int i = 0; i < 4; ++i) qv[b][i] = G::Load(q + 64 * b + 16 * i);
+  }
+  F acc[16];
+  for (int c = 0; c < 16; ++c) {
+    const float* k = krows + c * d;
+    F a[4];
+    for (int i = 0; i < 4; ++i) a[i] = G::Fma(qv[0][i], G::Load(k + 16 * i), G::Zero());
+    for (int b = 1; b < NB; ++b) {
+      for (int i = 0; i < 4; ++i) a[i] = G::Fma(qv[b][i], G::Load(k + 64 * b + 16 * i), a[i]);
+    }
+    acc[c] = G::Add(G::Add(a[0], a[2]), G::Add(a[1], a[3]));
+  }
+  G::Reduce16x16(acc, out);
+}
+
 // out[c] for 16-wide column vectors c < nv: the 16 partial sums part[l][c] (l = 0..15) reduced
 // in Reduce16's order, element by element.
 template <class G>
@@ -98,10 +122,23 @@ inline void ReduceLanes16(const float* part, int stride, int nv, float* out) {
   }
 }
 
-constexpr int kGgmlMaxHeads = 4;  // query heads of one token accumulated together in P·V
+// Row p of one kv head whose position-0 row is `head` (KvView::KRow/VRow, forced inline: the
+// P·V loop asks for one row per cell and head group, and an out-of-line call there costs more
+// than the row's FMAs).
+KILN_X86_INLINE const uint8_t* RowAt(const KvView& kv, const uint8_t* head, int32_t p) {
+  return head + kv.Slot(p) * kv.pos_stride;
+}
 
-// Floats of `part` scratch GgmlPv needs.
-constexpr size_t kGgmlPvScratch = (kGgmlMaxHeads * 16 + kGgmlMaxHeads * 2) * 64;
+constexpr int kGgmlMaxHeads = 8;  // query heads of one token accumulated together in P·V
+
+// 16-float column vectors per P·V pass for `ng` heads: ng × vectors sums stay in registers
+// (≤ 16). Fewer heads take more columns per pass; more heads take fewer columns, so every head of
+// a GQA group (Qwen2.5: 7) shares one read of each V row instead of one read per 4 heads.
+constexpr int PvVectors(int ng) { return ng <= 4 ? 4 : ng <= 8 ? 2 : 1; }
+
+// Floats of `part` scratch GgmlPv needs: per head, 16 lane sums and s0 (then s0 + s2) and s1,
+// each 16 × PvVectors(ng) floats wide; ng × PvVectors(ng) <= 16.
+constexpr size_t kGgmlPvScratch = (16 + 2) * 16 * 16;
 
 // P·V for `ng` query heads of one token (same range [pb, pe)), columns [c0, c0 + 16 * nv) of
 // the head: out_g[i] = dot(P_g, V[:, i]) in ggml_vec_dot_f16's order over cells (cell p into
@@ -111,11 +148,13 @@ constexpr size_t kGgmlPvScratch = (kGgmlMaxHeads * 16 + kGgmlMaxHeads * 2) * 64;
 template <class G, int NG, int NV>
 void GgmlPvT(const KvView& kv, int kv_head, int32_t pb, int32_t pe, const float* const* probs,
              int32_t base, int c0, bool batched, float* part, float* const* out) {
+  static_assert(NG * NV <= 16 && NG <= kGgmlMaxHeads, "P·V sums must fit the registers");
   using F = typename G::F;
-  constexpr int ng = NG, nv = NV;
+  constexpr int ng = NG, nv = NV, w = 16 * NV;  // w: floats per lane row of `part`
   const int n_lanes = batched ? 16 : 64;
-  float* tmp = part + kGgmlMaxHeads * 16 * 64;  // per head: s0 (then s0 + s2) and s1
-  F acc[kGgmlMaxHeads][4];
+  float* tmp = part + ng * 16 * w;  // per head: s0 (then s0 + s2) and s1
+  F acc[NG][NV];
+  const uint8_t* vhead = kv.v + kv.HeadOffset(kv_head) + 2 * static_cast<size_t>(c0);
   for (int l = 0; l < 16; ++l) {
     for (int j = 0; j < n_lanes / 16; ++j) {
       const int lane = l + 16 * j;
@@ -124,8 +163,8 @@ void GgmlPvT(const KvView& kv, int kv_head, int32_t pb, int32_t pe, const float*
       }
       // Cells p >= pb with p % n_lanes == lane, in increasing order (the scalar's order).
       for (int32_t p = pb + ((lane - pb % n_lanes) + n_lanes) % n_lanes; p < pe; p += n_lanes) {
-        const uint8_t* vrow = kv.VRow(p, kv_head) + 2 * static_cast<size_t>(c0);
-        F v[4];
+        const uint8_t* vrow = RowAt(kv, vhead, p);
+        F v[NV];
         for (int c = 0; c < nv; ++c) v[c] = G::LoadF16(vrow + 32 * c);
         for (int g = 0; g < ng; ++g) {
           const F pg = G::Set1(probs[g][p - base]);
@@ -133,9 +172,9 @@ void GgmlPvT(const KvView& kv, int kv_head, int32_t pb, int32_t pe, const float*
         }
       }
       for (int g = 0; g < ng; ++g) {
-        float* dst = part + (g * 16 + l) * 64;
-        float* s02 = tmp + g * 128;
-        float* s1 = s02 + 64;
+        float* dst = part + (g * 16 + l) * w;
+        float* s02 = tmp + g * 2 * w;
+        float* s1 = s02 + w;
         for (int c = 0; c < nv; ++c) {
           const int o = 16 * c;
           if (batched) {
@@ -153,18 +192,22 @@ void GgmlPvT(const KvView& kv, int kv_head, int32_t pb, int32_t pe, const float*
       }
     }
   }
-  for (int g = 0; g < ng; ++g) ReduceLanes16<G>(part + g * 16 * 64, 64, nv, out[g] + c0);
+  for (int g = 0; g < ng; ++g) ReduceLanes16<G>(part + g * 16 * w, w, nv, out[g] + c0);
 }
 
 template <class G, int NG>
 void GgmlPvNv(const KvView& kv, int kv_head, int32_t pb, int32_t pe, const float* const* probs,
               int32_t base, int c0, int nv, bool batched, float* part, float* const* out) {
-  switch (nv) {
-    case 1: return GgmlPvT<G, NG, 1>(kv, kv_head, pb, pe, probs, base, c0, batched, part, out);
-    case 2: return GgmlPvT<G, NG, 2>(kv, kv_head, pb, pe, probs, base, c0, batched, part, out);
-    case 3: return GgmlPvT<G, NG, 3>(kv, kv_head, pb, pe, probs, base, c0, batched, part, out);
-    default: return GgmlPvT<G, NG, 4>(kv, kv_head, pb, pe, probs, base, c0, batched, part, out);
+  constexpr int kMax = PvVectors(NG);
+  KILN_CHECK(nv >= 1 && nv <= kMax) << "P·V with " << NG << " heads takes " << kMax << " vectors";
+  if constexpr (kMax >= 4) {
+    if (nv == 4) return GgmlPvT<G, NG, 4>(kv, kv_head, pb, pe, probs, base, c0, batched, part, out);
+    if (nv == 3) return GgmlPvT<G, NG, 3>(kv, kv_head, pb, pe, probs, base, c0, batched, part, out);
   }
+  if constexpr (kMax >= 2) {
+    if (nv == 2) return GgmlPvT<G, NG, 2>(kv, kv_head, pb, pe, probs, base, c0, batched, part, out);
+  }
+  return GgmlPvT<G, NG, 1>(kv, kv_head, pb, pe, probs, base, c0, batched, part, out);
 }
 
 template <class G>
@@ -174,7 +217,11 @@ void GgmlPv(const KvView& kv, int kv_head, int32_t pb, int32_t pe, const float* 
     case 1: return GgmlPvNv<G, 1>(kv, kv_head, pb, pe, probs, base, c0, nv, batched, part, out);
     case 2: return GgmlPvNv<G, 2>(kv, kv_head, pb, pe, probs, base, c0, nv, batched, part, out);
     case 3: return GgmlPvNv<G, 3>(kv, kv_head, pb, pe, probs, base, c0, nv, batched, part, out);
-    default: return GgmlPvNv<G, 4>(kv, kv_head, pb, pe, probs, base, c0, nv, batched, part, out);
+    case 4: return GgmlPvNv<G, 4>(kv, kv_head, pb, pe, probs, base, c0, nv, batched, part, out);
+    case 5: return GgmlPvNv<G, 5>(kv, kv_head, pb, pe, probs, base, c0, nv, batched, part, out);
+    case 6: return GgmlPvNv<G, 6>(kv, kv_head, pb, pe, probs, base, c0, nv, batched, part, out);
+    case 7: return GgmlPvNv<G, 7>(kv, kv_head, pb, pe, probs, base, c0, nv, batched, part, out);
+    default: return GgmlPvNv<G, 8>(kv, kv_head, pb, pe, probs, base, c0, nv, batched, part, out);
   }
 }
 
@@ -219,6 +266,7 @@ void GgmlAttentionT(const AttentionBlock& b, const KvView& kv, bool batched, flo
   // meets them 16 lane sums reduced together (G::Reduce16x16: Reduce16's order per cell).
   for (int r = 0; r < n_rows; ++r) max_score[r] = -INFINITY;
   const int32_t lo16 = lo / 16 * 16;
+  const uint8_t* khead = kv.k + kv.HeadOffset(b.kv_head);
   for (int32_t p0 = lo16; p0 < hi; p0 += 16) {
     const int32_t k0 = std::max(p0, lo), k1 = std::min(p0 + 16, hi);
     for (int32_t p = p0; p < p0 + 16; ++p) {
@@ -227,7 +275,7 @@ void GgmlAttentionT(const AttentionBlock& b, const KvView& kv, bool batched, flo
         for (int i = 0; i < d; i += 16) G::Store(kr + i, G::Zero());
         continue;
       }
-      const uint8_t* k16 = kv.KRow(p, b.kv_head);
+      const uint8_t* k16 = RowAt(kv, khead, p);
       for (int i = 0; i < d; i += 16) G::Store(kr + i, G::LoadF16(k16 + 2 * i));
     }
     for (int t = 0; t < b.n_tok; ++t) {
@@ -240,12 +288,14 @@ void GgmlAttentionT(const AttentionBlock& b, const KvView& kv, bool batched, flo
         float* pr = probs + static_cast<size_t>(r) * S + (p0 - base);
         if (batched) {
           GgmlScores16Batched<G>(qr, krows, d, pr);
+        } else if (d == 64) {
+          GgmlScores16DecodeFixed<G, 1>(qr, krows, pr);
+        } else if (d == 128) {
+          GgmlScores16DecodeFixed<G, 2>(qr, krows, pr);
         } else {
           GgmlScores16Decode<G>(qr, krows, d, pr);
         }
-        const F sc = G::Mul(G::Load(pr), G::Set1(b.scale));
-        G::Store(pr, sc);
-        max_score[r] = std::max(max_score[r], G::MaxLanes(sc, c0 - p0, c1 - p0));
+        G::Store(pr, G::Mul(G::Load(pr), G::Set1(b.scale)));
       }
     }
   }
@@ -256,6 +306,19 @@ void GgmlAttentionT(const AttentionBlock& b, const KvView& kv, bool batched, flo
     for (int g = 0; g < b.n_group; ++g) {
       const int r = t * b.n_group + g;
       float* pr = probs + static_cast<size_t>(r) * S;
+      // The row's largest score: full chunks through a vector max, the partial first and last
+      // chunks lane by lane (the maximum does not depend on the order).
+      F mv = G::Set1(-INFINITY);
+      for (int32_t c0 = base; c0 < pe; c0 += 16) {
+        const int a = std::max(c0, pb) - c0, e = std::min(c0 + 16, pe) - c0;
+        const F x = G::Load(pr + (c0 - base));
+        if (a == 0 && e == 16) {
+          mv = G::Max(mv, x);
+        } else {
+          max_score[r] = std::max(max_score[r], G::MaxLanes(x, a, e));
+        }
+      }
+      max_score[r] = std::max(max_score[r], G::MaxLanes(mv, 0, 16));
       const F mx = G::Set1(max_score[r]);
       double sum = 0.0;
       for (int32_t c0 = base; c0 < pe; c0 += 16) {
@@ -270,19 +333,23 @@ void GgmlAttentionT(const AttentionBlock& b, const KvView& kv, bool batched, flo
       }
     }
   }
-  // P·V per token, up to kGgmlMaxHeads heads and 64 columns at a time.
+  // P·V per token: the group's heads in near-equal passes of at most kGgmlMaxHeads, each over
+  // 16 × PvVectors(heads) columns at a time.
+  const int n_head_passes = (b.n_group + kGgmlMaxHeads - 1) / kGgmlMaxHeads;
+  const int heads_per_pass = (b.n_group + n_head_passes - 1) / n_head_passes;
   for (int t = 0; t < b.n_tok; ++t) {
     const int32_t pb = b.pos_begin[t], pe = b.pos_end[t], base = pb / 16 * 16;
-    for (int g0 = 0; g0 < b.n_group; g0 += kGgmlMaxHeads) {
-      const int ng = std::min(kGgmlMaxHeads, b.n_group - g0);
+    for (int g0 = 0; g0 < b.n_group; g0 += heads_per_pass) {
+      const int ng = std::min(heads_per_pass, b.n_group - g0);
+      const int cols = 16 * PvVectors(ng);
       const float* pr[kGgmlMaxHeads];
       float* out[kGgmlMaxHeads];
       for (int g = 0; g < ng; ++g) {
         pr[g] = probs + static_cast<size_t>(t * b.n_group + g0 + g) * S;
         out[g] = b.out + t * b.out_tok_stride + static_cast<size_t>(g0 + g) * d;
       }
-      for (int c0 = 0; c0 < d; c0 += 64) {
-        GgmlPv<G>(kv, b.kv_head, pb, pe, pr, base, ng, c0, std::min(64, d - c0) / 16, batched,
+      for (int c0 = 0; c0 < d; c0 += cols) {
+        GgmlPv<G>(kv, b.kv_head, pb, pe, pr, base, ng, c0, std::min(cols, d - c0) / 16, batched,
                   part, out);
       }
     }
