@@ -129,6 +129,26 @@ KILN_X86_INLINE const uint8_t* RowAt(const KvView& kv, const uint8_t* head, int3
   return head + kv.Slot(p) * kv.pos_stride;
 }
 
+// Demand-loads every cache line of rows [lo, hi) in order. P·V walks V with a stride of 64 (or
+// 16) rows, which the hardware prefetchers do not follow; after the weight stream of the other
+// ops V is in DRAM, and that walk stalled on every line (~20 % of decode attention). One
+// sequential pass first brings the rows into L2. prefetcht0/t1 on the same lines did not help
+// in the model (measured; docs/performance.md), demand loads do.
+KILN_X86_INLINE void WarmRows(const KvView& kv, const uint8_t* head, int32_t lo, int32_t hi,
+                              size_t row_bytes) {
+  uint64_t x = 0;
+  for (int32_t p = lo; p < hi; ++p) {
+    const uint8_t* r = RowAt(kv, head, p);
+    for (size_t o = 0; o < row_bytes; o += 64) {
+      uint64_t v;
+      std::memcpy(&v, r + o, sizeof(v));
+      x ^= v;
+    }
+  }
+  volatile uint64_t sink = x;  // keeps the loads
+  (void)sink;
+}
+
 constexpr int kGgmlMaxHeads = 8;  // query heads of one token accumulated together in P·V
 
 // 16-float column vectors per P·V pass for `ng` heads: ng × vectors sums stay in registers
@@ -333,6 +353,7 @@ void GgmlAttentionT(const AttentionBlock& b, const KvView& kv, bool batched, flo
       }
     }
   }
+  WarmRows(kv, kv.v + kv.HeadOffset(b.kv_head), lo, hi, 2 * static_cast<size_t>(d));
   // P·V per token: the group's heads in near-equal passes of at most kGgmlMaxHeads, each over
   // 16 × PvVectors(heads) columns at a time.
   const int n_head_passes = (b.n_group + kGgmlMaxHeads - 1) / kGgmlMaxHeads;
