@@ -133,9 +133,12 @@ KILN_X86_INLINE const uint8_t* RowAt(const KvView& kv, const uint8_t* head, int3
 // 16) rows, which the hardware prefetchers do not follow; after the weight stream of the other
 // ops V is in DRAM, and that walk stalled on every line (~20 % of decode attention). One
 // sequential pass first brings the rows into L2. prefetcht0/t1 on the same lines did not help
-// in the model (measured; docs/performance.md), demand loads do.
+// in the model (measured; docs/performance.md), demand loads do. Only worth it while the rows
+// stay in L2 until P·V reads them: longer ranges are left to the walk.
+constexpr size_t kWarmMaxBytes = size_t{512} << 10;
 KILN_X86_INLINE void WarmRows(const KvView& kv, const uint8_t* head, int32_t lo, int32_t hi,
                               size_t row_bytes) {
+  if (static_cast<size_t>(hi - lo) * row_bytes > kWarmMaxBytes) return;
   uint64_t x = 0;
   for (int32_t p = lo; p < hi; ++p) {
     const uint8_t* r = RowAt(kv, head, p);
