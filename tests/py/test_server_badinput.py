@@ -68,7 +68,10 @@ def bad_bodies(model: str) -> list[tuple[str, bytes]]:
                             {"type": "json_schema", "json_schema": {"name": "x", "schema": {
                                 "$ref": "#/$defs/missing"}}},
                             {"type": "json_schema", "json_schema": {"name": "x", "schema": {
-                                "type": "string", "pattern": "(unclosed"}}}],
+                                "type": "string", "pattern": "(unclosed"}}},
+                            # A malformed keyword value inside an allOf part (json_schema_fuzz).
+                            {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+                                "allOf": [{"required": "format"}, {"required": ["foo"]}]}}}],
         "tools": ["x", {}, [1], [{"type": "function"}], [{"type": "retrieval"}],
                   [{"type": "function", "function": {"name": ""}}],
                   [{"type": "function", "function": {"name": "x" * 65}}],
@@ -77,6 +80,9 @@ def bad_bodies(model: str) -> list[tuple[str, bytes]]:
                   [{"type": "function", "function": {"name": "f", "parameters": {
                       "type": "object", "properties": {"a": {"uniqueItems": True,
                                                              "type": "array"}}}}}],
+                  [{"type": "function", "function": {"name": "f", "parameters": {
+                      "type": "object", "properties": {"a": {"type": "integer"}},
+                      "required": "a"}}}],
                   [{"type": "function", "function": {"name": "f"}}] * 2],
         "tool_choice": ["auto", "required", {"type": "function"}, 5, "sometimes",
                         {"type": "function", "function": {"name": 1}}],
