@@ -2,6 +2,7 @@
 #include "http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
@@ -27,6 +28,11 @@ constexpr auto kKeepAliveInterval = 2s;   // SSE comment when idle, also detects
 constexpr int kMaxJsonDepth = 64;
 constexpr int kMaxTokenizeIds = 1 << 20;
 constexpr int kRejectThreads = 2;           // answer connections over the limit with 503
+// Accept-queue length. Debian's cpp-httplib 0.11 listens with a backlog of 5 (compiled into its
+// shared library); a burst of connections beyond it overflowed the queue and clients saw
+// "connection reset by peer" (test_server_load: 64 clients at once). Bind() listens again
+// with this backlog (Linux caps it at net.core.somaxconn).
+constexpr int kListenBacklog = 1024;
 
 // Set on the HTTP threads that serve connections over max_connections: every request on them
 // is answered 503 and the connection closed.
@@ -631,6 +637,9 @@ Status HttpServer::Bind() {
   }
   impl_->watchdog.Start(port_);
   impl_->listen_fd = FindListeningSocket(port_, &impl_->listen_ino);
+  if (impl_->listen_fd >= 0 && ::listen(impl_->listen_fd, kListenBacklog) != 0) {
+    return Unavailable("cannot set the listen backlog on %s:%d", impl_->opt.host.c_str(), port_);
+  }
   return Status::Ok();
 }
 
