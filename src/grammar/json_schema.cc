@@ -156,7 +156,8 @@ bool AllOf(const ojson& v, bool (*pred)(const ojson&)) {
 
 // The shape the specification gives each supported keyword's value, checked before the value is
 // used: a malformed schema is the caller's error, named by keyword, never a converter crash.
-// Returns what the value must be, or nullptr when it has that shape.
+// Returns what the value must be, or nullptr when it has that shape. The converter below relies
+// on it: it reads every keyword's value without checking its type again.
 const char* KeywordShapeError(const std::string& k, const ojson& v) {
   auto is_string = [](const ojson& x) { return x.is_string(); };
   if (k == "type") {
@@ -171,6 +172,7 @@ const char* KeywordShapeError(const std::string& k, const ojson& v) {
     return v.is_object() && AllOf(v, IsSchema) ? nullptr : "must be an object of schemas";
   }
   if (k == "additionalProperties" || k == "items") {
+    if (k == "items" && v.is_array()) return "must be a schema; the array form is prefixItems";
     return IsSchema(v) ? nullptr : "must be a schema (an object or a boolean)";
   }
   if (k == "prefixItems" || k == "allOf" || k == "anyOf" || k == "oneOf") {
@@ -374,7 +376,6 @@ class Converter {
       ojson rest = s;
       rest.erase("allOf");
       if (s.contains("allOf")) {
-        if (!s["allOf"].is_array() || s["allOf"].empty()) return Refuse("allOf", path, "not an array");
         for (const auto& sub : s["allOf"]) parts.push_back(&sub);
       }
       KILN_ASSIGN_OR_RETURN(merged, Merge(rest, ojson::object(), path, 0));
@@ -384,7 +385,6 @@ class Converter {
       return Visit(merged, path, depth + 1);
     }
     if (s.contains("$ref")) {
-      if (!s["$ref"].is_string()) return Refuse("$ref", path, "not a string");
       return RefRule(s["$ref"].get<std::string>(), path, depth);
     }
     if (s.contains("anyOf") || s.contains("oneOf")) return VisitAnyOf(s, path, depth);
@@ -414,7 +414,6 @@ class Converter {
       if (!x->is_object()) return InvalidArgument("schema at %s is not an object", path.c_str());
       KILN_RETURN_IF_ERROR(CheckKeywords(*x, path));
       if (x->contains("$ref")) {
-        if (!(*x)["$ref"].is_string()) return Refuse("$ref", path, "not a string");
         KILN_ASSIGN_OR_RETURN(const ojson* target, Resolve((*x)["$ref"].get<std::string>(), path));
         ojson rest = *x;
         rest.erase("$ref");
@@ -481,11 +480,9 @@ class Converter {
         KILN_ASSIGN_OR_RETURN(mine, Merge(mine, theirs, path, depth + 1));
       } else if (k == "minLength" || k == "minItems" || k == "minimum" ||
                  k == "exclusiveMinimum") {
-        if (!mine.is_number() || !theirs.is_number()) return Refuse(k, path, "not a number");
         if (theirs.get<double>() > mine.get<double>()) mine = theirs;
       } else if (k == "maxLength" || k == "maxItems" || k == "maximum" ||
                  k == "exclusiveMaximum") {
-        if (!mine.is_number() || !theirs.is_number()) return Refuse(k, path, "not a number");
         if (theirs.get<double>() < mine.get<double>()) mine = theirs;
       } else if (k == "enum" || k == "const") {
         ojson va = k == "enum" ? mine : ojson::array({mine});
@@ -639,7 +636,6 @@ class Converter {
   StatusOr<std::string> VisitEnum(const ojson& s, const std::string& path) {
     std::vector<ojson> values;
     if (s.contains("enum")) {
-      if (!s["enum"].is_array()) return Refuse("enum", path, "not an array");
       for (const auto& v : s["enum"]) values.push_back(v);
     }
     if (s.contains("const")) {
@@ -653,9 +649,6 @@ class Converter {
       const std::string& k = it.key();
       if (!IsConstraint(k) || k == "enum" || k == "const" || k == "type" || k == "nullable") continue;
       return Refuse(k, path, "combined with enum/const");
-    }
-    if (s.contains("nullable") && !s["nullable"].is_boolean()) {
-      return Refuse("nullable", path, "not a boolean");
     }
     if (s.contains("type")) {
       std::set<std::string> types = TypeSet(s["type"]);
@@ -729,7 +722,6 @@ class Converter {
     std::set<std::string> types;
     if (s.contains("type")) {
       const ojson& t = s["type"];
-      if (!t.is_string() && !t.is_array()) return Refuse("type", path, "not a string or array");
       types = TypeSet(t);
       for (const auto& x : types) {
         if (x != "integer" && std::find(std::begin(kJsonTypes), std::end(kJsonTypes), x) ==
@@ -739,9 +731,6 @@ class Converter {
       }
     } else {
       types.insert(std::begin(kJsonTypes), std::end(kJsonTypes));
-    }
-    if (s.contains("nullable") && !s["nullable"].is_boolean()) {
-      return Refuse("nullable", path, "not a boolean");
     }
     if (Nullable(s)) types.insert("null");
     if (types.count("number")) types.erase("integer");
@@ -786,14 +775,12 @@ class Converter {
     }
     Base("string");
     if (s.contains("pattern")) {
-      if (!s["pattern"].is_string()) return Refuse("pattern", path, "not a string");
       CharSetEmitter emit = [this](const std::vector<CodeRange>& r) { return JsonChars(r); };
       auto body = RegexToGbnf(s["pattern"].get<std::string>(), emit, "jchar");
       if (!body.ok()) return Refuse("pattern", path, body.status().message());
       return AddRule("pattern", "\"\\\"\" " + *body + " \"\\\"\"");
     }
     if (s.contains("format")) {
-      if (!s["format"].is_string()) return Refuse("format", path, "not a string");
       auto it = Formats().find(s["format"].get<std::string>());
       if (it == Formats().end()) {
         return Refuse("format", path, "format '" + s["format"].get<std::string>() + "'");
@@ -875,7 +862,6 @@ class Converter {
     constexpr double kLimit = 1e15;
     for (const char* k : {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}) {
       if (!s.contains(k)) continue;
-      if (!s[k].is_number()) return Refuse(k, path, "not a number");
       double v = s[k].get<double>();
       if (!std::isfinite(v) || std::fabs(v) > kLimit) return Refuse(k, path, "out of range");
       bool excl = k[0] == 'e';
@@ -912,7 +898,6 @@ class Converter {
     bool bounded = false;
     for (const char* k : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {
       if (!s.contains(k)) continue;
-      if (!s[k].is_number()) return Refuse(k, path, "not a number");
       if (!integer && !IsIntegral(s[k])) {
         return Refuse(k, path, "non-integer bounds are enforced on integers only");
       }
@@ -960,7 +945,6 @@ class Converter {
   StatusOr<std::string> ArrayRule(const ojson& s, const std::string& path, int depth) {
     std::vector<std::string> prefix;
     if (s.contains("prefixItems")) {
-      if (!s["prefixItems"].is_array()) return Refuse("prefixItems", path, "not an array");
       for (size_t i = 0; i < s["prefixItems"].size(); ++i) {
         KILN_ASSIGN_OR_RETURN(std::string e, Visit(s["prefixItems"][i],
                                                    path + "/prefixItems/" + std::to_string(i),
@@ -972,7 +956,6 @@ class Converter {
     bool items_allowed = true;
     if (s.contains("items")) {
       const ojson& it = s["items"];
-      if (it.is_array()) return Refuse("items", path, "array form (use prefixItems)");
       if (it == false) {
         items_allowed = false;
       } else {
@@ -1022,9 +1005,7 @@ class Converter {
     std::vector<Prop> props;
     std::set<std::string> required;
     if (s.contains("required")) {
-      if (!s["required"].is_array()) return Refuse("required", path, "not an array");
       for (const auto& r : s["required"]) {
-        if (!r.is_string()) return Refuse("required", path, "not strings");
         required.insert(r.get<std::string>());
       }
     }
@@ -1032,7 +1013,6 @@ class Converter {
     const ojson* additional = &kTrue;
     if (s.contains("additionalProperties")) additional = &s["additionalProperties"];
     if (s.contains("properties")) {
-      if (!s["properties"].is_object()) return Refuse("properties", path, "not an object");
       for (auto it = s["properties"].begin(); it != s["properties"].end(); ++it) {
         props.push_back({it.key(), &*it, required.count(it.key()) > 0});
       }
