@@ -111,6 +111,10 @@ void AddServeCommand(CLI::App& app, Handler* handler) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--request-timeout", f->http.request_timeout_s, "seconds before a request is cancelled")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--stall-timeout", f->http.stall_timeout_s,
+                  "seconds a started stream may go without a token; then an error event and "
+                  "cancelled (default 120)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--read-timeout", f->http.read_timeout_s,
                   "seconds to receive a whole request (line, headers, body); then 408 (default 10)")
       ->check(CLI::PositiveNumber);

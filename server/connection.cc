@@ -72,12 +72,6 @@ void ForEachConnectedSocket(Fn fn) {
   closedir(dir);
 }
 
-std::string PeerKey(const std::string& addr, int port) {
-  constexpr std::string_view kMapped = "::ffff:";
-  std::string a = addr.starts_with(kMapped) ? addr.substr(kMapped.size()) : addr;
-  return a + " " + std::to_string(port);
-}
-
 // True when fd still is the socket with inode ino (it may have been closed and reused).
 bool SameSocket(int fd, ino_t ino) {
   struct stat st;
@@ -128,17 +122,19 @@ constexpr auto kScanInterval = std::chrono::milliseconds(200);
 
 }  // namespace
 
-int FindConnectionSocket(const std::string& remote_addr, int remote_port, int local_port) {
-  int found = -1;
-  ForEachConnectedSocket([&](int fd, ino_t, int lport, const std::string& peer_addr, int pport) {
+ConnectionId FindConnection(const std::string& remote_addr, int remote_port, int local_port) {
+  ConnectionId found;
+  ForEachConnectedSocket([&](int fd, ino_t ino, int lport, const std::string& peer_addr, int pport) {
     if (lport == local_port && pport == remote_port && SameAddress(peer_addr, remote_addr)) {
-      found = fd;
+      found = {.fd = fd, .ino = ino};
       return true;
     }
     return false;
   });
   return found;
 }
+
+bool SameConnection(const ConnectionId& id) { return id.known() && SameSocket(id.fd, id.ino); }
 
 int FindListeningSocket(int local_port, ino_t* ino) {
   DIR* dir = opendir("/proc/self/fd");
@@ -198,22 +194,34 @@ void ConnectionWatchdog::Start(int local_port) {
   thread_ = std::thread([this] { Run(); });
 }
 
-void ConnectionWatchdog::Busy(const std::string& addr, int port) {
+void ConnectionWatchdog::Busy(const ConnectionId& id) {
+  if (!id.known()) return;  // the socket is gone already: nothing to watch
   std::lock_guard<std::mutex> lock(mu_);
-  Conn& c = conns_[PeerKey(addr, port)];
-  if (c.ino == 0) c.since = Clock::now();
+  auto [it, fresh] = conns_.try_emplace(id.ino);
+  Conn& c = it->second;
+  if (fresh) {
+    c.fd = id.fd;
+    c.since = Clock::now();
+  }
   c.busy = true;
 }
 
-void ConnectionWatchdog::Done(const std::string& addr, int port) {
+void ConnectionWatchdog::Done(const ConnectionId& id) {
+  if (!id.known()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  Conn& c = conns_[PeerKey(addr, port)];
+  auto it = conns_.find(id.ino);
+  if (it == conns_.end()) return;  // closed, and a scan has dropped it
+  if (!SameSocket(id.fd, id.ino)) {  // closed while its handler ran
+    conns_.erase(it);
+    return;
+  }
+  Conn& c = it->second;
   c.busy = false;
   c.reading = false;
   c.since = Clock::now();
   // What the peer sent so far belongs to this request (or to one it pipelined: then only the
   // idle deadline applies to that one).
-  c.baseline_known = c.ino != 0 && SameSocket(c.fd, c.ino) && BytesReceived(c.fd, &c.bytes_baseline);
+  c.baseline_known = BytesReceived(id.fd, &c.bytes_baseline);
 }
 
 void ConnectionWatchdog::Drain(Clock::time_point hard_deadline) {
@@ -239,14 +247,13 @@ void ConnectionWatchdog::Scan() {
   struct Live {
     int fd;
     ino_t ino;
-    std::string key;
     uint64_t bytes = 0;
     bool bytes_ok = false;
   };
   std::vector<Live> live;
-  ForEachConnectedSocket([&](int fd, ino_t ino, int lport, const std::string& addr, int port) {
+  ForEachConnectedSocket([&](int fd, ino_t ino, int lport, const std::string&, int) {
     if (lport != limits_.local_port) return false;
-    Live l{fd, ino, PeerKey(addr, port)};
+    Live l{fd, ino};
     l.bytes_ok = BytesReceived(fd, &l.bytes);
     live.push_back(std::move(l));
     return false;
@@ -262,16 +269,18 @@ void ConnectionWatchdog::Scan() {
   const auto idle_limit = std::chrono::seconds(limits_.idle_timeout_s + 1);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    std::map<std::string, Conn> seen;
+    std::map<ino_t, Conn> seen;
     for (const Live& l : live) {
-      auto it = conns_.find(l.key);
+      auto it = conns_.find(l.ino);
       Conn c;
-      if (it != conns_.end() && (it->second.ino == 0 || it->second.ino == l.ino)) c = it->second;
-      if (c.ino == 0) {  // first seen: bytes so far belong to its first request
-        c.ino = l.ino;
-        if (!c.busy) c.since = now;
-        c.baseline_known = true;
-        c.bytes_baseline = 0;
+      if (it != conns_.end()) c = it->second;
+      if (!c.scanned) {  // first seen
+        c.scanned = true;
+        if (it == conns_.end()) c.since = now;  // else Busy or Done set it
+        if (!c.baseline_known) {  // bytes so far belong to its first request
+          c.baseline_known = true;
+          c.bytes_baseline = 0;
+        }
       }
       c.fd = l.fd;
       if (!c.baseline_known && l.bytes_ok) {
@@ -298,13 +307,12 @@ void ConnectionWatchdog::Scan() {
           ++idle_closed_;
         }
       }
-      seen[l.key] = c;
+      seen[l.ino] = c;
     }
-    // Handlers that started on connections no scan has seen yet stay until their Done (or 2 s).
-    for (auto& [key, c] : conns_) {
-      if (c.ino == 0 && !seen.count(key) && (c.busy || now - c.since < std::chrono::seconds(2))) {
-        seen[key] = c;
-      }
+    // A socket accepted after this scan's snapshot that a handler has named already: kept
+    // while it is open. Every other socket the snapshot lacks is closed.
+    for (auto& [ino, c] : conns_) {
+      if (!c.scanned && !seen.count(ino) && SameSocket(c.fd, ino)) seen[ino] = c;
     }
     conns_.swap(seen);
     open_.store(static_cast<int64_t>(live.size()));

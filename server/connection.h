@@ -17,10 +17,22 @@
 
 namespace kiln::server {
 
+// One accepted socket: its descriptor and its inode. The inode names the socket itself while it
+// lives; the peer's address and port do not (a client may close a connection and open the next
+// one from the same port before anyone notices the first is gone).
+struct ConnectionId {
+  int fd = -1;
+  ino_t ino = 0;
+  bool known() const { return fd >= 0 && ino != 0; }
+};
+
 // The accepted socket whose local port is local_port and whose peer is remote_addr:remote_port
-// (as cpp-httplib reports them), found among this process's descriptors; -1 if none. The
-// descriptor stays valid while the request's handler runs (cpp-httplib closes it afterwards).
-int FindConnectionSocket(const std::string& remote_addr, int remote_port, int local_port);
+// (as cpp-httplib reports them), found among this process's descriptors; unknown if none. At
+// most one open socket has that address pair, so while a request's handler runs (cpp-httplib
+// closes the socket afterwards) this is the socket the request came on.
+ConnectionId FindConnection(const std::string& remote_addr, int remote_port, int local_port);
+// True when id still names the same open socket (its descriptor may have been closed and reused).
+bool SameConnection(const ConnectionId& id);
 
 // True when the peer closed or reset the connection (FIN/RST seen), without reading data.
 bool PeerHungUp(int fd);
@@ -48,7 +60,8 @@ struct ConnectionLimits {
 //    request trickled in before the previous response was logged);
 //  - while draining (shutdown): every connection not in a handler at once, all of them after
 //    the hard deadline.
-// A connection is "in a handler" between Busy() and Done() for its peer address. Thread-safe.
+// A connection is "in a handler" between Busy() and Done() for its socket (ConnectionId: the
+// socket's inode, never the peer's port, which a new connection may reuse). Thread-safe.
 class ConnectionWatchdog {
  public:
   explicit ConnectionWatchdog(ConnectionLimits limits);
@@ -57,10 +70,10 @@ class ConnectionWatchdog {
   ConnectionWatchdog& operator=(const ConnectionWatchdog&) = delete;
 
   void Start(int local_port);  // after the port is known (bind); starts the thread
-  // A handler started on the request of peer addr:port (its body has been read).
-  void Busy(const std::string& addr, int port);
-  // The response to peer addr:port was written; the connection waits for its next request.
-  void Done(const std::string& addr, int port);
+  // A handler started on a request of this socket (its body has been read).
+  void Busy(const ConnectionId& id);
+  // The response on this socket was written; the connection waits for its next request.
+  void Done(const ConnectionId& id);
   // Shutdown: closes idle and half-read connections now, every connection after hard_deadline.
   void Drain(std::chrono::steady_clock::time_point hard_deadline);
 
@@ -71,9 +84,9 @@ class ConnectionWatchdog {
  private:
   using Clock = std::chrono::steady_clock;
   struct Conn {
-    ino_t ino = 0;             // the socket's inode: identity while it lives (0: not scanned yet)
-    int fd = -1;               // cpp-httplib's descriptor when last scanned
+    int fd = -1;               // cpp-httplib's descriptor (from Busy or the last scan)
     Clock::time_point since;   // accept (first seen) or the last response
+    bool scanned = false;      // a scan has seen the socket (else Busy made the entry)
     bool busy = false;
     bool killed = false;
     bool baseline_known = false;  // bytes_baseline is valid
@@ -90,7 +103,7 @@ class ConnectionWatchdog {
   bool stop_ = false;
   bool draining_ = false;
   Clock::time_point hard_deadline_;
-  std::map<std::string, Conn> conns_;  // by peer "addr port"
+  std::map<ino_t, Conn> conns_;  // by socket inode
   std::atomic<int64_t> read_timeouts_{0}, idle_closed_{0}, open_{0};
   std::thread thread_;
 };

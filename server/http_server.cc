@@ -38,6 +38,26 @@ constexpr int kListenBacklog = 1024;
 // is answered 503 and the connection closed.
 thread_local bool t_over_capacity = false;
 
+// The socket of the request this HTTP thread serves (a thread serves one connection at a time,
+// from reading a request to logging its response). Found once per connection and checked on
+// each use: the cached socket is this request's only while it is open with the same peer port
+// (a new connection from a reused port is a new socket; the old one is closed by then).
+struct CurrentConnection {
+  std::string addr;
+  int port = -1;
+  ConnectionId id;
+};
+thread_local CurrentConnection t_connection;
+
+ConnectionId RequestConnection(const httplib::Request& req) {
+  CurrentConnection& c = t_connection;
+  if (c.port != req.remote_port || c.addr != req.remote_addr || !SameConnection(c.id)) {
+    c = {req.remote_addr, req.remote_port,
+         FindConnection(req.remote_addr, req.remote_port, req.local_port)};
+  }
+  return c.id;
+}
+
 // cpp-httplib's task queue: one worker thread per connection up to max_connections (so an
 // accepted connection never waits in a queue), the rest go to a small pool that answers 503.
 class ConnectionQueue final : public httplib::TaskQueue {
@@ -124,6 +144,7 @@ struct StreamState {
   std::vector<ToolCallParser> parsers;  // one per choice when `tools`
   bool started = false, finished = false;
   Clock::time_point deadline, last_write;
+  Clock::time_point last_event;  // the engine's last event; unset until the first one
 
   std::string Start() {
     started = true;
@@ -190,6 +211,7 @@ struct HttpServer::Impl {
   httplib::Server svr;
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> disconnects{0};
+  std::atomic<int64_t> stream_stalls{0};
   std::atomic<int64_t> rejected_connections{0};
   std::mutex counters_mu;
   std::map<int, int64_t> responses_by_status;
@@ -268,7 +290,7 @@ std::optional<ApiError> HttpServer::Impl::CheckContext(const CompletionRequest& 
 
 void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Response& res,
                                       Endpoint endpoint) {
-  watchdog.Busy(req.remote_addr, req.remote_port);  // the request is read; no read deadline
+  watchdog.Busy(RequestConnection(req));  // the request is read; no read deadline
   auto guard = std::make_unique<InFlight>(&in_flight);
   if (in_flight.load() > opt.max_concurrent) {
     res.set_header("Retry-After", "1");
@@ -309,7 +331,7 @@ void HttpServer::Impl::RespondOnce(const httplib::Request& req, httplib::Respons
   Clock::time_point deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
   // Nothing is written until the answer is complete, so a client that hangs up is noticed by
   // watching its socket for FIN/RST.
-  const int fd = FindConnectionSocket(req.remote_addr, req.remote_port, req.local_port);
+  const int fd = RequestConnection(req).fd;
   Clock::time_point next_check = Clock::now() + kPollInterval;
   for (bool done = false; !done;) {
     std::optional<StreamEvent> ev = stream->Next(kPollInterval);
@@ -395,7 +417,20 @@ void HttpServer::Impl::RespondStream(httplib::Response& res,
                                .type = "server_error", .code = "timeout"}));
       out += "data: [DONE]\n\n";
       st->finished = true;
+    } else if (st->last_event != Clock::time_point{} &&
+               Clock::now() - st->last_event > std::chrono::seconds(opt.stall_timeout_s)) {
+      // Started, then nothing from the engine for longer than any step may take: end the
+      // stream where the client can see it instead of leaving it waiting.
+      st->stream->Cancel();
+      ++stream_stalls;
+      out = SseData(ErrorBody({.http_status = 503,
+                               .message = StrFormat("the stream made no progress for %d s and "
+                                                    "was cancelled", opt.stall_timeout_s),
+                               .type = "server_error", .code = "stream_stalled"}));
+      out += "data: [DONE]\n\n";
+      st->finished = true;
     } else if (std::optional<StreamEvent> ev = st->stream->Next(kPollInterval)) {
+      st->last_event = Clock::now();
       out = st->Render(*ev);
       // Drain what is already queued so one write carries several events.
       for (int i = 0; i < 64 && !st->finished; ++i) {
@@ -424,7 +459,7 @@ void HttpServer::Impl::RespondStream(httplib::Response& res,
 }
 
 void HttpServer::Impl::HandleTokenize(const httplib::Request& req, httplib::Response& res) {
-  watchdog.Busy(req.remote_addr, req.remote_port);
+  watchdog.Busy(RequestConnection(req));
   json j;
   if (auto err = ParseJsonBody(req.body, kMaxJsonDepth, &j)) return SendError(res, *err);
   if (!j.is_object()) return SendError(res, {.message = "request body must be a JSON object"});
@@ -468,7 +503,7 @@ void HttpServer::Impl::HandleTokenize(const httplib::Request& req, httplib::Resp
 }
 
 void HttpServer::Impl::HandleDetokenize(const httplib::Request& req, httplib::Response& res) {
-  watchdog.Busy(req.remote_addr, req.remote_port);
+  watchdog.Busy(RequestConnection(req));
   json j;
   if (auto err = ParseJsonBody(req.body, kMaxJsonDepth, &j)) return SendError(res, *err);
   if (!j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) {
@@ -507,7 +542,7 @@ void HttpServer::Impl::Setup() {
   };
   // After each response is written (streams included): the connection is idle again.
   svr.set_logger([this](const httplib::Request& req, const httplib::Response&) {
-    watchdog.Done(req.remote_addr, req.remote_port);
+    watchdog.Done(RequestConnection(req));
   });
   if (opt.cors) {
     svr.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
@@ -593,6 +628,7 @@ void HttpServer::Impl::AddRoutes() {
     http.connections_open = watchdog.open_connections();
     http.connections_rejected = rejected_connections.load();
     http.read_timeouts = watchdog.read_timeouts();
+    http.stream_stalls = stream_stalls.load();
     res.set_content(PrometheusText(engine.Metrics(), http), "text/plain; version=0.0.4");
   });
   svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {

@@ -29,6 +29,9 @@ struct ServerOptions {
   int idle_timeout_s = 5;                 // keep-alive connection idle between requests
   int write_timeout_s = 30;               // one blocked write to a client
   int request_timeout_s = 600;            // whole generation; then cancelled
+  int stall_timeout_s = 120;              // a started stream with no event this long (the
+                                          // engine stuck on it) gets an error event, [DONE]
+                                          // and is cancelled
   int shutdown_grace_s = 3;               // Stop(): in-flight requests may finish this long
   int max_n = 16;
   int max_context = 0;                    // tokens per sequence (prompt + max_tokens); 0 → engine's

@@ -40,7 +40,9 @@ class FakeStream : public RequestStream {
                   .completion_tokens = n_tok * req.sampling.n};
     events_.push_back(done);
     slow_ = req.sampling.max_tokens > 1000;
+    if (req.sampling.max_tokens == kStallingMaxTokens) events_.resize(3);  // then nothing, ever
   }
+  static constexpr int kStallingMaxTokens = 777;
   std::optional<StreamEvent> Next(std::chrono::milliseconds timeout) override {
     if (slow_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     if (cancelled_ || events_.empty()) return std::nullopt;
@@ -480,6 +482,98 @@ TEST_F(HttpServerTest, StopEndsStreamsAfterTheGracePeriod) {
   EXPECT_LT(took, 3.0);
   EXPECT_NE(body.find(R"("code":"server_shutdown")"), std::string::npos) << body.substr(0, 300);
   EXPECT_NE(body.find("data: [DONE]"), std::string::npos);
+  EXPECT_EQ(engine_.cancels.load(), 1);
+}
+
+// A connection from a client port of one's choosing (0: any); *local_port gets the port.
+int ConnectFrom(int server_port, int* local_port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  local.sin_port = htons(static_cast<uint16_t>(*local_port));
+  local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof local;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  *local_port = ntohs(local.sin_port);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{.tv_sec = 20, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+std::string ChatRequest(const std::string& body) {
+  return "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+         "Content-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// Issue #22: the watchdog knew connections by the peer's port. A client that closed one
+// connection and opened the next from the same port before the next scan had its new stream
+// taken for a request still being read: after the read timeout a 408 was written into the
+// middle of the SSE stream and the connection cut. Connections are now known by their socket.
+TEST_F(HttpServerTest, ClientPortReuseKeepsTheStream) {
+  Start({.read_timeout_s = 1});
+  int port = 0;
+  int first = ConnectFrom(server_->port(), &port);
+  ASSERT_GE(first, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // a scan sees this socket
+  const std::string once = ChatRequest(R"({"model":"fake","messages":[{"role":"user","content":"x"}],
+                                          "max_tokens":2})");
+  ASSERT_EQ(send(first, once.data(), once.size(), MSG_NOSIGNAL), static_cast<ssize_t>(once.size()));
+  std::string reply = ReadAll(first);
+  close(first);
+  ASSERT_TRUE(reply.starts_with("HTTP/1.1 200 ")) << reply;
+  // At once, from the same port: a stream of ~6 s (the fake's slow mode), far past the 1 s
+  // read timeout.
+  int second = ConnectFrom(server_->port(), &port);
+  ASSERT_GE(second, 0);
+  const std::string stream = ChatRequest(R"({"model":"fake","messages":[{"role":"user","content":"x"}],
+                                            "max_tokens":1200,"stream":true})");
+  ASSERT_EQ(send(second, stream.data(), stream.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(stream.size()));
+  reply = ReadAll(second);
+  close(second);
+  ASSERT_TRUE(reply.starts_with("HTTP/1.1 200 ")) << reply.substr(0, 200);
+  EXPECT_EQ(reply.find("HTTP/1.1 408"), std::string::npos) << reply.substr(reply.size() - 400);
+  EXPECT_NE(reply.find("data: [DONE]"), std::string::npos) << reply.substr(reply.size() - 400);
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("kiln_http_request_read_timeouts_total 0\n"), std::string::npos);
+  EXPECT_EQ(engine_.cancels.load(), 0);
+}
+
+TEST_F(HttpServerTest, StalledStreamEndsWithAnErrorEvent) {
+  Start({.stall_timeout_s = 1});
+  auto t0 = std::chrono::steady_clock::now();
+  auto s = Post("/v1/chat/completions", R"({"model":"fake","messages":[{"role":"user","content":"x"}],
+                                          "max_tokens":777,"stream":true})");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status, 200);
+  EXPECT_LT(SecondsSince(t0), 4.0);
+  EXPECT_NE(s->body.find(R"("code":"stream_stalled")"), std::string::npos) << s->body;
+  EXPECT_TRUE(s->body.ends_with("data: [DONE]\n\n")) << s->body;
+  EXPECT_EQ(engine_.cancels.load(), 1);
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("kiln_http_stream_stalls_total 1\n"), std::string::npos);
+  // A stream that keeps making progress is never taken for a stalled one.
+  auto ok = Post("/v1/chat/completions", R"({"model":"fake","messages":[{"role":"user","content":"x"}],
+                                           "max_tokens":1100,"stream":true})");  // ~5.5 s
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->body.find("stream_stalled"), std::string::npos);
   EXPECT_EQ(engine_.cancels.load(), 1);
 }
 

@@ -85,6 +85,9 @@ std::string PrometheusText(const EngineMetrics& m, const HttpCounters& http) {
   Metric(&out, "kiln_http_request_read_timeouts_total", "counter",
          "Requests not fully received within the read timeout (408, connection closed).",
          http.read_timeouts);
+  Metric(&out, "kiln_http_stream_stalls_total", "counter",
+         "Streams that made no progress within the stall timeout (error event, cancelled).",
+         http.stream_stalls);
   out += "# HELP kiln_http_responses_total HTTP responses by status code.\n"
          "# TYPE kiln_http_responses_total counter\n";
   for (const auto& [status, count] : http.responses_by_status) {

@@ -16,6 +16,7 @@ struct HttpCounters {
   int64_t connections_open = 0;                // accepted TCP connections now
   int64_t connections_rejected = 0;            // over max_connections: answered 503
   int64_t read_timeouts = 0;                   // requests not received in time: 408, closed
+  int64_t stream_stalls = 0;                   // streams ended for making no progress
 };
 
 std::string PrometheusText(const EngineMetrics& m, const HttpCounters& http);

@@ -96,6 +96,7 @@ TEST(RequestTest, RejectsWithParam) {
       {R"("stop":["a","b","c","d","e"])", "stop"},
       {R"("stop":[1])", "stop"},
       {R"("stop":"")", "stop"},
+      {R"("stop":[])", "stop"},  // the spec's minItems 1
       {R"("seed":1.5)", "seed"},
       {R"("logit_bias":{"abc":1})", "logit_bias"},
       {R"("logit_bias":{"5":101})", "logit_bias"},
@@ -139,6 +140,9 @@ TEST(RequestTest, RejectsBadMessages) {
       {R"({"model":"m","messages":[{"role":"wizard","content":"x"}]})", "messages[0].role"},
       {R"({"model":"m","messages":[{"role":"user"}]})", "messages[0].content"},
       {R"({"model":"m","messages":[{"role":"user","content":5}]})", "messages[0].content"},
+      {R"({"model":"m","messages":[{"role":"user","content":[]}]})", "messages[0].content"},
+      {R"({"model":"m","messages":[{"role":"system","content":"s"},{"role":"assistant",
+        "content":[],"tool_calls":[]}]})", "messages[1].content"},
       {R"({"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]})",
        "messages[0].content[0]"},
       {R"({"model":"m","messages":[{"role":"user","content":[{"type":"text"}]}]})",

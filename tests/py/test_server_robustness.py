@@ -194,3 +194,51 @@ def test_slowloris_gets_408_and_connection_limit_gets_503():
                   {"model": srv.model_id, "messages": [{"role": "user", "content": "hi"}],
                    "max_tokens": 2})
         assert ok.status_code == 200
+
+
+def bound_socket(port: int) -> socket.socket:
+    """A client socket bound to a local port of our choosing (0: any), SO_REUSEADDR."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.settimeout(30)
+    s.bind(("127.0.0.1", port))
+    return s
+
+
+def raw_post(sock: socket.socket, body: dict) -> None:
+    data = json.dumps(body).encode()
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: " + str(len(data)).encode()
+                 + b"\r\n\r\n" + data)
+
+
+def test_client_port_reuse_does_not_cut_a_stream():
+    """Issue #22's recipe: a request with Connection: close read to the end, then at once a new
+    connection from the same client port with a long stream. The watchdog knew connections by
+    the peer's port, took the stream for a request still being read and, after --read-timeout,
+    wrote a 408 into the middle of it. Three rounds, each far longer than the read timeout."""
+    with running_server("--read-timeout", "1") as srv:
+        msgs = [{"role": "user", "content": "Tell a long story about a lighthouse."}]
+        for _ in range(3):
+            first = bound_socket(0)
+            port = first.getsockname()[1]
+            first.connect(("127.0.0.1", srv.port))
+            time.sleep(0.5)  # a watchdog scan sees this connection
+            raw_post(first, {"model": srv.model_id, "messages": msgs, "max_tokens": 2})
+            reply = read_until_closed(first)
+            first.close()
+            assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+            second = bound_socket(port)
+            second.connect(("127.0.0.1", srv.port))
+            t0 = time.time()
+            raw_post(second, {"model": srv.model_id, "messages": msgs, "max_tokens": 1500,
+                              "ignore_eos": True, "stream": True, "temperature": 0})
+            reply = read_until_closed(second)
+            second.close()
+            assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+            assert b"HTTP/1.1 408" not in reply, reply[-400:]
+            assert b"data: [DONE]" in reply, reply[-400:]
+            assert time.time() - t0 > 1.5, "the stream must outlast the read timeout"
+        m = metrics(srv.base)
+        assert m["kiln_http_request_read_timeouts_total"] == 0
+        assert m["kiln_http_client_disconnects_total"] == 0
