@@ -5,9 +5,11 @@
 //
 // Modes (each prints ONE JSON object on stdout; diagnostics go to stderr):
 //   info        model facts: n_vocab, bos/eos ids, add_bos, architecture.
-//   logits      --tokens '[ids]' | --tokens-file F.json
+//   logits      --tokens '[ids]' | --tokens-file F.json [--out F.f32]
 //               logits of EVERY position. Full rows when n_vocab <= 4096 or
 //               --full; otherwise only argmax + --top-k K (default 10) pairs.
+//               --out writes the full rows to F.f32 instead (little-endian f32
+//               [n_tokens, n_vocab]); the JSON then carries shape and argmax.
 //   greedy      --tokens '[ids]' | --prompt TEXT | --prompts-file F.json
 //               (JSON list of strings) [--n 32] [--bos auto|yes|no]
 //               prompt ids + N greedy token ids (temperature 0, no penalties).
@@ -117,18 +119,22 @@ async function makeSequence(model, opts, n, defaultKv) {
   return { ctx, seq: ctx.getSequence() };
 }
 
-// Evaluates ids from an empty sequence; returns per-position outputs.
-async function evalAll(seq, ids, generateNext) {
+// Evaluates ids from an empty sequence; returns per-position outputs (also passed,
+// as each arrives, to onTokenResult(index, output) when given).
+async function evalAll(seq, ids, generateNext, onTokenResult) {
   await seq.clearHistory();
   const input = ids.map((t) => [t, { generateNext }]);
-  return seq.controlledEvaluate(input);
+  return seq.controlledEvaluate(input, { onTokenResult });
 }
 
 async function modeLogits(model, opts) {
   const ids = checkIds(model, tokensOpt(opts) ?? die("logits needs --tokens or --tokens-file"));
+  // One spare cell: with the context exactly full, node-llama-cpp shifts it (drops the
+  // oldest tokens) before evaluating the last token, whose row then differs.
+  const { seq } = await makeSequence(model, opts, Math.max(ids.length + 1, 8), "f32");
+  if (opts.out) return logitsToFile(model, seq, ids, opts.out);
   const full = !!opts.full || vocabSize(model) <= 4096;
   const topK = Number(opts["top-k"] ?? 10);
-  const { seq } = await makeSequence(model, opts, Math.max(ids.length, 8), "f32");
   const out = await evalAll(seq, ids, full ? { logits: true }
     : { logits: { filter: { tokens: [], includeTop: topK } } });
   const res = { n_tokens: ids.length, n_vocab: vocabSize(model), token_ids: ids };
@@ -143,6 +149,28 @@ async function modeLogits(model, opts) {
   }
   res.argmax = out.map((o) => o.next.logits.entries().next().value[0]);
   return res;
+}
+
+// Full rows straight to a file, each written and dropped as it arrives (256 rows of a
+// 262144-entry vocabulary kept as Maps would take gigabytes). node-llama-cpp returns
+// every row sorted, as a Map: ~25 ms a row for 49152 entries, ~90 ms for 262144.
+async function logitsToFile(model, seq, ids, file) {
+  const nVocab = vocabSize(model);
+  const argmax = new Array(ids.length).fill(null);
+  const fd = fs.openSync(file, "w");
+  try {
+    await evalAll(seq, ids, { logits: true }, (i, o) => {
+      const row = new Float32Array(nVocab).fill(NaN);  // x86: little-endian
+      for (const [tok, v] of o.next.logits) row[tok] = v;
+      argmax[i] = o.next.logits.keys().next().value;  // sorted, highest first
+      fs.writeSync(fd, new Uint8Array(row.buffer), 0, row.byteLength, i * row.byteLength);
+      delete o.next.logits;
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (argmax.includes(null)) die("logits: a position returned no logits");
+  return { n_tokens: ids.length, n_vocab: nVocab, token_ids: ids, out: file, argmax };
 }
 
 async function greedyOne(model, seq, promptIds, n) {
