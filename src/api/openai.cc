@@ -117,6 +117,7 @@ std::optional<RequestError> ParseStop(const Fields& f, const RequestLimits& limi
   if (v->is_string()) {
     stops.push_back(v->get<std::string>());
   } else if (v->is_array()) {
+    if (v->empty()) return Invalid("stop", "'stop' must have at least 1 item");
     if (static_cast<int>(v->size()) > limits.max_stop) {
       return Invalid("stop", StrFormat("'stop' has %zu sequences, at most %d are allowed",
                                        v->size(), limits.max_stop));
@@ -450,8 +451,12 @@ std::optional<RequestError> ParseToolCalls(const json& calls, const std::string&
     if (!c.contains("id") || !c["id"].is_string()) {
       return Invalid(p + ".id", "each tool call needs a string 'id'");
     }
+    if (c.contains("type") && !c["type"].is_string()) {
+      return Invalid(p + ".type", "a tool call's 'type' must be a string");
+    }
     if (c.contains("type") && c["type"] != "function") {
-      return Invalid(p + ".type", "tool calls must have type 'function'");
+      return Unsupported(p + ".type", "tool calls of type '" + c["type"].get<std::string>() +
+                                          "' are not supported (only 'function')");
     }
     if (!c.contains("function") || !c["function"].is_object()) {
       return Invalid(p + ".function", "each tool call needs a 'function' object");
@@ -481,6 +486,7 @@ std::optional<RequestError> ContentText(const json& content, const std::string& 
   if (!content.is_array()) {
     return Invalid(param, "'" + param + "' must be a string or an array of content parts");
   }
+  if (content.empty()) return Invalid(param, "'" + param + "' must have at least 1 item");
   std::string text;
   for (size_t i = 0; i < content.size(); ++i) {
     const json& part = content[i];
@@ -510,6 +516,10 @@ std::optional<RequestError> ParseMessage(const json& m, size_t i, json* out) {
     return Invalid(param + ".role", "each message needs a string 'role'");
   }
   std::string role = role_it->get<std::string>();
+  if (role == "function") {
+    return Unsupported(param + ".role", "'function' messages (deprecated) are not supported; use "
+                                        "'tool' messages");
+  }
   if (role != "system" && role != "developer" && role != "user" && role != "assistant" &&
       role != "tool") {
     return Invalid(param + ".role", "unknown role '" + role +

@@ -135,6 +135,37 @@ TEST(OpenAiRequestTest, BadInputNamesTheField) {
   EXPECT_EQ(err->param, "tools");
 }
 
+// Constraints of OpenAI's spec beyond the type (minItems here; every one is swept against the
+// spec by tests/py/test_server_spec_constraints.py), and spec-valid inputs kiln cannot honour.
+TEST(OpenAiRequestTest, SpecConstraints) {
+  auto err = Chat(R"("stop":[])");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->param, "stop");
+  EXPECT_EQ(err->message, "'stop' must have at least 1 item");
+  Request p;
+  err = ParseRequest(R"({"model":"m","messages":[{"role":"user","content":[]}]})", Endpoint::kChat,
+                     RequestLimits{}, &p);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->param, "messages[0].content");
+  EXPECT_EQ(err->message, "'messages[0].content' must have at least 1 item");
+  err = ParseRequest(R"({"model":"m","prompt":"x","stop":[]})", Endpoint::kCompletion,
+                     RequestLimits{}, &p);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->param, "stop");
+  const std::vector<std::pair<std::string, std::string>> unsupported = {
+      {R"([{"role":"function","name":"f","content":"x"}])", "messages[0].role"},
+      {R"([{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"custom",
+        "custom":{"name":"f","input":"x"}}]}])", "messages[0].tool_calls[0].type"},
+  };
+  for (const auto& [messages, param] : unsupported) {
+    err = ParseRequest(R"({"model":"m","messages":)" + messages + "}", Endpoint::kChat,
+                       RequestLimits{}, &p);
+    ASSERT_TRUE(err) << messages;
+    EXPECT_EQ(err->code, "unsupported_parameter") << messages;
+    EXPECT_EQ(err->param, param) << messages;
+  }
+}
+
 TEST(OpenAiRequestTest, FinishReasons) {
   EXPECT_EQ(FinishReason("stop", true), "tool_calls");
   EXPECT_EQ(FinishReason("length", false), "length");

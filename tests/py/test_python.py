@@ -121,6 +121,7 @@ def test_models_tokenize_metrics(engine):
     ({"max_tokens": 1.5}, "max_tokens"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"stop": [""]}, "stop"),
+    ({"stop": []}, "stop"),  # the spec's minItems (test_server_spec_constraints.py)
     ({"logit_bias": {"999999999": 1}}, "logit_bias"),
     ({"top_logprobs": 2}, "top_logprobs"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
@@ -151,6 +152,7 @@ def test_bad_arguments(engine, kwargs, param):
     ("hi", "messages"),
     ([{"role": "wizard", "content": "x"}], "messages[0].role"),
     ([{"role": "user"}], "messages[0].content"),
+    ([{"role": "user", "content": []}], "messages[0].content"),
     ([{"role": "user", "content": [{"type": "image_url"}]}], "messages[0].content[0]"),
 ])
 def test_bad_messages(engine, messages, param):
