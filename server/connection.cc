@@ -136,6 +136,10 @@ ConnectionId FindConnection(const std::string& remote_addr, int remote_port, int
 
 bool SameConnection(const ConnectionId& id) { return id.known() && SameSocket(id.fd, id.ino); }
 
+void EndConnection(const ConnectionId& id) {
+  if (id.known()) ShutDownSocket(id.fd, id.ino, "");
+}
+
 int FindListeningSocket(int local_port, ino_t* ino) {
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return -1;

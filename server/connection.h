@@ -33,6 +33,10 @@ struct ConnectionId {
 ConnectionId FindConnection(const std::string& remote_addr, int remote_port, int local_port);
 // True when id still names the same open socket (its descriptor may have been closed and reused).
 bool SameConnection(const ConnectionId& id);
+// Ends the connection after what was written to it so far (FIN after the queued bytes; the
+// worker's next read sees the end). cpp-httplib 0.11 keeps a connection open after a response
+// that says "Connection: close" when the client asked for keep-alive; this closes it.
+void EndConnection(const ConnectionId& id);
 
 // True when the peer closed or reset the connection (FIN/RST seen), without reading data.
 bool PeerHungUp(int fd);

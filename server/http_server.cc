@@ -5,6 +5,9 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
+#include <optional>
+#include <string_view>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -187,6 +190,34 @@ struct StreamState {
     return out + "data: [DONE]\n\n";
   }
 };
+
+// Header fields a request may carry; more are answered 431 (cpp-httplib 0.11 has no limit).
+constexpr size_t kMaxHeaderFields = 128;
+
+// RFC 9110 field syntax, which cpp-httplib 0.11 does not check: a name is a token, a value has
+// no control characters but HTAB (a NUL or a bare CR smuggled into a value is a 400).
+std::optional<ApiError> HeaderError(const httplib::Headers& headers) {
+  if (headers.size() > kMaxHeaderFields) {
+    return ApiError{.http_status = 431,
+                    .message = StrFormat("too many header fields (%zu, at most %zu)",
+                                         headers.size(), kMaxHeaderFields),
+                    .code = "request_header_fields_too_large"};
+  }
+  auto tchar = [](unsigned char c) {
+    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                  std::string_view::npos;
+  };
+  for (const auto& [name, value] : headers) {
+    bool ok = !name.empty() && std::all_of(name.begin(), name.end(), tchar);
+    for (unsigned char c : value) ok = ok && (c == '\t' || (c >= 0x20 && c != 0x7f));
+    if (!ok) {
+      return ApiError{.message = "malformed HTTP header field (RFC 9110: a token name, a value "
+                                 "without control characters)",
+                      .code = "malformed_header"};
+    }
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -541,8 +572,9 @@ void HttpServer::Impl::Setup() {
     return new ConnectionQueue(max_connections, &rejected_connections);
   };
   // After each response is written (streams included): the connection is idle again.
-  svr.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+  svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     watchdog.Done(RequestConnection(req));
+    if (res.get_header_value("Connection") == "close") EndConnection(RequestConnection(req));
   });
   if (opt.cors) {
     svr.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
@@ -565,6 +597,11 @@ void HttpServer::Impl::Setup() {
                                            "retry shortly",
                                 .type = "server_error", .code = "too_many_connections"});
       }
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (auto err = HeaderError(req.headers)) {
+      res.set_header("Connection", "close");
+      SendError(res, *err);
       return httplib::Server::HandlerResponse::Handled;
     }
     bool protected_path = req.path.starts_with("/v1/") || req.path == "/tokenize" ||

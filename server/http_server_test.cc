@@ -577,6 +577,34 @@ TEST_F(HttpServerTest, StalledStreamEndsWithAnErrorEvent) {
   EXPECT_EQ(engine_.cancels.load(), 1);
 }
 
+// Hostile header corpus (#22): what RFC 9110 forbids is refused and the connection closed.
+TEST_F(HttpServerTest, MalformedOrTooManyHeaderFieldsAreRefused) {
+  Start({});
+  auto send_raw = [&](const std::string& headers) {
+    int fd = Connect(server_->port());
+    std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n";
+    EXPECT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    auto t0 = std::chrono::steady_clock::now();
+    std::string reply = ReadAll(fd);
+    // Keep-alive was asked for: a refused request's connection is closed at once all the same
+    // (not after the 5 s idle timeout).
+    EXPECT_LT(SecondsSince(t0), 2.0) << reply.substr(0, 100);
+    close(fd);
+    return reply;
+  };
+  EXPECT_TRUE(send_raw("X-Ok: fine\tvalue\r\nConnection: close\r\n").starts_with("HTTP/1.1 200 "));
+  std::string nul = send_raw(std::string("X-A: a\0b\r\n", 10));
+  EXPECT_TRUE(nul.starts_with("HTTP/1.1 400 ")) << nul;
+  EXPECT_NE(nul.find("malformed_header"), std::string::npos) << nul;
+  EXPECT_TRUE(send_raw("X-A: a\x01b\r\n").starts_with("HTTP/1.1 400 "));
+  EXPECT_TRUE(send_raw("Bad Name: v\r\n").starts_with("HTTP/1.1 400 "));
+  std::string many;
+  for (int i = 0; i < 3000; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
+  std::string too_many = send_raw(many);
+  EXPECT_TRUE(too_many.starts_with("HTTP/1.1 431 ")) << too_many.substr(0, 200);
+  EXPECT_NE(too_many.find("request_header_fields_too_large"), std::string::npos);
+}
+
 TEST_F(HttpServerTest, RequestTimeoutCancels) {
   Start({.request_timeout_s = 1});
   auto r = Post("/v1/chat/completions", R"({"model":"fake","messages":[{"role":"user","content":"x"}],
