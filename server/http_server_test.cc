@@ -351,19 +351,38 @@ TEST_F(HttpServerTest, Limits) {
   EXPECT_EQ(ok->status, 200) << ok->body;
 }
 
-int Connect(int port) {
+// A connection from a client port of one's choosing (0: any); *local_port gets the port.
+int ConnectFrom(int server_port, int* local_port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  local.sin_port = htons(static_cast<uint16_t>(*local_port));
+  local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof local;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  *local_port = ntohs(local.sin_port);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_port = htons(static_cast<uint16_t>(server_port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     close(fd);
     return -1;
   }
-  timeval tv{.tv_sec = 20, .tv_usec = 0};  // the test's own bound
+  timeval tv{.tv_sec = 20, .tv_usec = 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return fd;
+}
+
+int Connect(int port) {
+  int local_port = 0;
+  return ConnectFrom(port, &local_port);
 }
 
 // Everything the server sends until it closes the connection (or the 20 s receive timeout).
@@ -483,35 +502,6 @@ TEST_F(HttpServerTest, StopEndsStreamsAfterTheGracePeriod) {
   EXPECT_NE(body.find(R"("code":"server_shutdown")"), std::string::npos) << body.substr(0, 300);
   EXPECT_NE(body.find("data: [DONE]"), std::string::npos);
   EXPECT_EQ(engine_.cancels.load(), 1);
-}
-
-// A connection from a client port of one's choosing (0: any); *local_port gets the port.
-int ConnectFrom(int server_port, int* local_port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in local{};
-  local.sin_family = AF_INET;
-  local.sin_port = htons(static_cast<uint16_t>(*local_port));
-  local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof local;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
-    close(fd);
-    return -1;
-  }
-  *local_port = ntohs(local.sin_port);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server_port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{.tv_sec = 20, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
 }
 
 std::string ChatRequest(const std::string& body) {
