@@ -1,14 +1,17 @@
 // Implements include/kiln/engine.h on top of engine/ (loading, generation, evaluation) and
-// tokenizer/ (tokenize, chat templates).
+// tokenizer/ (tokenize, chat templates). Generation runs through the serving engine's
+// Scheduler (one sequence, stepped on the caller's thread): one decode path for every front
+// end, with one per-token pipeline (grammar mask, penalties, sampling, detokenizing, stops).
 #include "kiln/engine.h"
 
 #include <chrono>
 
 #include "api/constraint.h"
 #include "engine/evaluate.h"
-#include "engine/generate.h"
 #include "engine/inspect.h"
 #include "engine/loaded_model.h"
+#include "engine/scheduler.h"
+#include "engine/step_model.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -70,25 +73,28 @@ class EngineImpl final : public Engine {
                                                             .parse_special = req.parse_special || req.chat}));
       if (result.prompt_ids.empty()) return InvalidArgument("the prompt encodes to no tokens");
     }
-    if (!ctx_ || ctx_->n_ctx() < static_cast<int32_t>(result.prompt_ids.size()) + 1) {
-      KILN_ASSIGN_OR_RETURN(ctx_, lm_->model->NewContext());
+    const int32_t n_ctx = lm_->model->options().n_ctx;
+    if (static_cast<int64_t>(result.prompt_ids.size()) >= n_ctx) {
+      return InvalidArgument("the prompt has %zu tokens; the context holds %d",
+                             result.prompt_ids.size(), n_ctx);
     }
-    engine::GenerateParams params;
-    params.sampling = {.temperature = req.temperature, .top_k = req.top_k, .top_p = req.top_p,
-                       .min_p = req.min_p, .seed = req.seed};
-    params.max_tokens = req.max_tokens;
-    params.stop = req.stop;
-    params.ignore_eos = req.ignore_eos;
-    params.token_mask_factory = constraints_.MaskFactory(std::move(grammar));
-    KILN_ASSIGN_OR_RETURN(engine::GenerateOutput out,
-                          engine::Generate(*lm_, *ctx_, result.prompt_ids, params, on_text));
-    result.output_ids = std::move(out.output_ids);
-    result.text = std::move(out.text);
-    result.finish_reason = std::move(out.finish_reason);
-    result.n_forced = out.n_forced;
-    result.prompt_ms = out.prompt_ms;
-    result.gen_ms = out.gen_ms;
+    if (req.max_tokens < 0) return InvalidArgument("max_tokens must be >= 0, got %d", req.max_tokens);
+    engine::Request r;
+    r.id = "generate";
+    r.prompt = result.prompt_ids;
+    engine::RequestOptions& o = r.options;
+    o.sampling = {.temperature = req.temperature, .top_k = req.top_k, .top_p = req.top_p,
+                  .min_p = req.min_p, .seed = req.seed};
+    KILN_RETURN_IF_ERROR(o.sampling.Validate());
+    o.max_tokens = req.max_tokens;
+    o.stop = req.stop;
+    o.ignore_eos = req.ignore_eos;
+    o.token_mask_factory = constraints_.MaskFactory(std::move(grammar));
+    r.stream = std::make_shared<engine::OutputStream>();
     result.load_ms = lm_->load_ms;
+    result.finish_reason = "length";
+    if (req.max_tokens == 0) return result;
+    KILN_RETURN_IF_ERROR(Run(std::move(r), on_text, &result));
     return result;
   }
 
@@ -178,7 +184,64 @@ class EngineImpl final : public Engine {
   std::unique_ptr<engine::LoadedModel> lm_;
   ModelInfo info_;
   api::ConstraintCompiler constraints_;  // grammars for this model's vocabulary, cached
-  std::unique_ptr<model::Context> ctx_;
+  // Steps the request to its end on this thread, the scheduler made once (a pool of one full
+  // context, no prefix cache: one-shot generation).
+  Status Run(engine::Request r, const std::function<bool(std::string_view)>& on_text,
+             GenerateResult* result) {
+    if (!scheduler_) {
+      const model::LoadOptions& mo = lm_->model->options();
+      engine::SchedulerConfig c;
+      c.max_sequences = 1;
+      c.max_context = mo.n_ctx;
+      c.n_blocks = (mo.n_ctx + c.block_tokens - 1) / c.block_tokens;
+      c.prefill_chunk = mo.max_batch;
+      c.prefix_cache = false;
+      KILN_ASSIGN_OR_RETURN(paged_, engine::PagedModel::Create(lm_->model.get(), c.n_blocks,
+                                                               c.block_tokens));
+      scheduler_ = std::make_unique<engine::Scheduler>(c, paged_.get(), lm_->tokenizer);
+    }
+    using Clock = std::chrono::steady_clock;
+    auto ms = [](Clock::time_point a, Clock::time_point b) {
+      return std::chrono::duration<double, std::milli>(b - a).count();
+    };
+    std::shared_ptr<engine::OutputStream> stream = r.stream;
+    const Clock::time_point t0 = Clock::now();
+    Clock::time_point t_first = t0;
+    bool caller_stopped = false;
+    std::string error;
+    scheduler_->Add(std::move(r));
+    while (scheduler_->HasWork()) {
+      scheduler_->Step();
+      while (std::optional<engine::Event> ev = stream->Pop(std::chrono::milliseconds(0))) {
+        if (!ev->token_ids.empty() && result->output_ids.empty()) {
+          t_first = Clock::now();
+          result->prompt_ms = ms(t0, t_first);
+        }
+        if (caller_stopped) continue;  // the cancellation's own final event
+        result->output_ids.insert(result->output_ids.end(), ev->token_ids.begin(),
+                                  ev->token_ids.end());
+        result->n_forced += ev->n_forced;
+        result->text += ev->text;
+        if (ev->finish_reason) {
+          result->finish_reason = *ev->finish_reason;
+          error = ev->error;
+        }
+        if (!ev->text.empty() && on_text && !on_text(ev->text)) {
+          caller_stopped = true;  // ends at the next step
+          stream->Cancel();
+          result->finish_reason = "stop";
+        }
+      }
+    }
+    result->gen_ms = result->output_ids.empty() ? 0 : ms(t_first, Clock::now());
+    if (result->finish_reason == "error") {
+      return Internal("%s", error.empty() ? "generation failed" : error.c_str());
+    }
+    return Status::Ok();
+  }
+
+  std::unique_ptr<engine::PagedModel> paged_;
+  std::unique_ptr<engine::Scheduler> scheduler_;  // uses paged_: destroyed first
 };
 
 class TokenizerHandleImpl final : public TokenizerHandle {

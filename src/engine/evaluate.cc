@@ -8,8 +8,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/generate.h"
-
 namespace kiln::engine {
 namespace {
 
@@ -27,6 +25,23 @@ double Nll(const float* logits, int64_t n_vocab, int32_t target) {
 }
 
 }  // namespace
+
+Status Prefill(model::Model& m, model::Context& ctx, const std::vector<int32_t>& ids,
+               bool all_logits, std::vector<float>* logits) {
+  if (ids.empty()) return InvalidArgument("the prompt is empty");
+  model::Batch batch;
+  batch.rows.reserve(ids.size());
+  const int32_t pos0 = ctx.n_past();
+  // Prompt rows in llama.cpp's order for a prompt (one batch), however Forward splits them;
+  // a one-token prompt as a decoded token (the serving engine's rule, Scheduler).
+  const backend::RowOrder order =
+      ids.size() >= 2 ? backend::RowOrder::kBatched : backend::RowOrder::kSingle;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    batch.Add(ids[i], pos0 + static_cast<int32_t>(i), 0, all_logits || i + 1 == ids.size(),
+              order);
+  }
+  return m.Forward(batch, ctx, logits);
+}
 
 StatusOr<PerplexityOutput> Perplexity(LoadedModel& lm, std::string_view text, int32_t n_ctx,
                                       int32_t max_chunks) {

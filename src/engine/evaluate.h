@@ -21,6 +21,12 @@ struct PerplexityOutput {
   std::vector<double> chunk_nll;
 };
 
+// Prefills ids into ctx (from ctx.n_past()) in chunks of the model's max batch; logits of the
+// last row (or every row if all_logits) go to *logits. The rows are a prompt's: RowOrder
+// kBatched (kSingle for one id), so the chunking does not change the numbers.
+Status Prefill(model::Model& m, model::Context& ctx, const std::vector<int32_t>& ids,
+               bool all_logits, std::vector<float>* logits);
+
 // Tokenizes text (BOS as the tokenizer says), splits it into chunks of n_ctx tokens (at most
 // max_chunks, 0 = all), evaluates each from an empty context with its first token replaced by
 // BOS when the model adds one, and averages the NLL of tokens in the second half of each chunk

@@ -73,6 +73,7 @@ struct Event {
   int32_t choice = 0;
   std::string text;
   std::vector<int32_t> token_ids;
+  int32_t n_forced = 0;  // of token_ids, those the grammar forced (jump-forward, not sampled)
   std::vector<LogprobEntry> logprobs;
   std::optional<std::string> finish_reason;  // "stop" | "length" | "abort" | "error"
   std::string error;

@@ -482,6 +482,7 @@ void Scheduler::SampleFrom(Seq& first, const float* logits) {
           ++stats_.generated_tokens_total;
           s.penalties.AddOutput(f);
           e.token_ids.push_back(f);
+          ++e.n_forced;
           if (s.detok) e.text += s.detok->Push(f);
           stopped = (s.detok && s.detok->stopped()) || is_stop_id(f);
           if (stopped) break;

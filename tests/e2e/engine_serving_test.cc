@@ -16,7 +16,7 @@
 #include <map>
 #include <thread>
 
-#include "engine/generate.h"
+#include "engine/evaluate.h"
 #include "engine/loaded_model.h"
 #include "kiln/serving.h"
 #include "sampling/logits_processor.h"

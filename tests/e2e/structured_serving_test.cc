@@ -116,7 +116,8 @@ TEST(StructuredServingTest, MatchesSingleSequenceEngineAloneBatchedAndPreempted)
   const std::vector<Case> cases = {
       {{5, 6, 7}, 0.0f, 1}, {{9, 10, 11, 12}, 1.0f, 2}, {{40, 41}, 1.0f, 3},
       {{70, 71, 72, 73, 74}, 0.7f, 4}, {{100, 101, 102}, 1.0f, 5}};
-  // Oracle tokens: the single-sequence loop with the same constraint and sampling.
+  // Reference tokens: kiln run's path (Engine::Generate: the scheduler with one sequence,
+  // alone) with the same constraint and sampling.
   auto eng1 = Engine::Load({.model = model, .n_threads = 1, .n_ctx = 512});
   ASSERT_TRUE(eng1.ok()) << eng1.status().ToString();
   std::vector<std::vector<int32_t>> want;
