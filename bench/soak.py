@@ -60,6 +60,49 @@ class Violation(Exception):
     pass
 
 
+def request_body(rng: random.Random, scenario: str, model: str, max_tokens: int) -> dict:
+    """A chat request of the scenario (the client's own behaviour, e.g. abandoning, is not in it)."""
+    topic = rng.choice(TOPICS)
+    chat = {"model": model, "messages": [{"role": "user",
+                                                 "content": f"Write about {topic}."}],
+            "max_tokens": rng.randint(8, max_tokens), "temperature": 0.8,
+            "seed": rng.randint(0, 1 << 30)}
+    if scenario == "n2":
+        chat["n"] = 2
+    elif scenario == "json_schema":
+        chat["messages"][0]["content"] = f"Invent a person who likes {topic}."
+        chat["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "person", "schema": SCHEMA}}
+        chat["max_tokens"] = 48
+    elif scenario == "tool_call":
+        chat["messages"][0]["content"] = "What is the weather in Paris?"
+        chat["tools"] = TOOLS
+        chat["tool_choice"] = "required"
+        chat["max_tokens"] = 48
+    elif scenario == "bad_request":
+        field, value = rng.choice(BAD_FIELDS)
+        chat[field] = value
+    if scenario != "non_stream":
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+    if scenario == "bad_request":
+        chat.pop("stream_options", None)
+    return chat
+
+
+def check_final(contents: dict, finishes: dict, n: int, scenario: str) -> None:
+    """Every choice finished for a reason the scenario allows; JSON parses when it stopped."""
+    if set(finishes) != set(range(n)):
+        raise Violation(f"{scenario}: choices finished {sorted(finishes)} of {n}")
+    for c, reason in finishes.items():
+        if reason not in ("stop", "length", "tool_calls"):
+            raise Violation(f"{scenario}: finish_reason {reason!r}")
+        if scenario == "json_schema" and reason == "stop":
+            json.loads(contents.get(c, ""))  # must parse when it ended by itself
+        if scenario == "tool_call" and reason != "tool_calls" and reason != "length":
+            raise Violation(f"tool_call: finish_reason {reason!r}")
+
+
 class Conn:
     """One HTTP/1.1 connection with a bounded timeout on every operation."""
 
@@ -153,45 +196,6 @@ class Soak:
         self.model = args.model_id
 
     # ------------------------------------------------------------------ one request
-    def request_body(self, rng: random.Random, scenario: str) -> tuple[str, dict]:
-        topic = rng.choice(TOPICS)
-        chat = {"model": self.model, "messages": [{"role": "user",
-                                                     "content": f"Write about {topic}."}],
-                "max_tokens": rng.randint(8, self.args.max_tokens), "temperature": 0.8,
-                "seed": rng.randint(0, 1 << 30)}
-        if scenario == "n2":
-            chat["n"] = 2
-        elif scenario == "json_schema":
-            chat["messages"][0]["content"] = f"Invent a person who likes {topic}."
-            chat["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "person", "schema": SCHEMA}}
-            chat["max_tokens"] = 48
-        elif scenario == "tool_call":
-            chat["messages"][0]["content"] = "What is the weather in Paris?"
-            chat["tools"] = TOOLS
-            chat["tool_choice"] = "required"
-            chat["max_tokens"] = 48
-        elif scenario == "bad_request":
-            field, value = rng.choice(BAD_FIELDS)
-            chat[field] = value
-        if scenario != "non_stream":
-            chat["stream"] = True
-            chat["stream_options"] = {"include_usage": True}
-        if scenario == "bad_request":
-            chat.pop("stream_options", None)
-        return "/v1/chat/completions", chat
-
-    def check_final(self, contents: dict, finishes: dict, n: int, scenario: str):
-        if set(finishes) != set(range(n)):
-            raise Violation(f"{scenario}: choices finished {sorted(finishes)} of {n}")
-        for c, reason in finishes.items():
-            if reason not in ("stop", "length", "tool_calls"):
-                raise Violation(f"{scenario}: finish_reason {reason!r}")
-            if scenario == "json_schema" and reason == "stop":
-                json.loads(contents.get(c, ""))  # must parse when it ended by itself
-            if scenario == "tool_call" and reason != "tool_calls" and reason != "length":
-                raise Violation(f"tool_call: finish_reason {reason!r}")
-
     def run_stream(self, conn: Conn, scenario: str, n: int, rng: random.Random) -> str:
         status, headers = conn.response_head()
         if status != 200:
@@ -246,7 +250,7 @@ class Soak:
             return "ended"
         if usage is None or usage.get("completion_tokens", 0) <= 0:
             raise Violation(f"{scenario}: no usage chunk ({usage})")
-        self.check_final(contents, finishes, n, scenario)
+        check_final(contents, finishes, n, scenario)
         return "completed"
 
     def refusal(self, status: int, body: bytes, scenario: str) -> str:
@@ -264,7 +268,8 @@ class Soak:
 
     def run_once(self, rng: random.Random, conn: Conn | None) -> Conn | None:
         scenario = rng.choice(SCENARIOS)
-        path, body = self.request_body(rng, scenario)
+        path = "/v1/chat/completions"
+        body = request_body(rng, scenario, self.model, self.args.max_tokens)
         keep = scenario == "stream_keepalive"
         if conn is None:
             conn = Conn(self.host, self.port, self.args.stall_bound,
@@ -286,7 +291,7 @@ class Soak:
                                 for c in obj["choices"]}
                     if obj.get("usage", {}).get("completion_tokens", 0) <= 0:
                         raise Violation(f"{scenario}: no usage")
-                    self.check_final(contents, finishes, n, scenario)
+                    check_final(contents, finishes, n, scenario)
                     outcome = "completed"
         except (socket.timeout, TimeoutError):
             raise Violation(f"{scenario}: no byte for {self.args.stall_bound} s (stalled)")
