@@ -103,6 +103,36 @@ def check_final(contents: dict, finishes: dict, n: int, scenario: str) -> None:
             raise Violation(f"tool_call: finish_reason {reason!r}")
 
 
+def add_run_args(ap: argparse.ArgumentParser, clients: str, help_clients: str) -> None:
+    """The arguments both soaks take (clients: the flag naming how many run at once)."""
+    ap.add_argument("-m", "--model", default="default")
+    ap.add_argument(clients, type=int, default=64, help=help_clients)
+    ap.add_argument("--duration", type=float, default=3600, help="seconds of new requests")
+    ap.add_argument("--max-tokens", type=int, default=96, help="largest max_tokens drawn")
+    ap.add_argument("--stall-bound", type=float, default=60, help="longest wait between events")
+    ap.add_argument("--rss-slack-mb", type=float, default=64, help="RSS growth after warm-up")
+    ap.add_argument("--seed", type=int, default=1)
+
+
+def books(outcomes: Counter, accepted: int, finished: float, held: float, gaps: list[float],
+          warm_rss: float | None, end_rss: float | None, args) -> tuple[list[str], float, float]:
+    """The checks both soaks make once the engine is idle: (violations, p99 gap, max gap)."""
+    gaps = sorted(gaps) or [0.0]
+    p99 = gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))]
+    v = []
+    if outcomes["lost"]:
+        v.append(f"{outcomes['lost']} requests lost")
+    if finished != accepted:
+        v.append(f"the engine finished {finished:.0f} requests, {accepted} were accepted")
+    if held:
+        v.append(f"{held:.0f} KV blocks still held by sequences after the run")
+    if gaps[-1] > args.stall_bound:
+        v.append(f"a stream waited {gaps[-1]:.1f} s between events")
+    if warm_rss is not None and end_rss is not None and end_rss - warm_rss > args.rss_slack_mb:
+        v.append(f"RSS grew {end_rss - warm_rss:.0f} MB after warm-up")
+    return v, p99, gaps[-1]
+
+
 class Conn:
     """One HTTP/1.1 connection with a bounded timeout on every operation."""
 
@@ -380,9 +410,10 @@ class Soak:
         end_rss = self.rss_mb()
         d = lambda k: after.get(k, 0) - before.get(k, 0)  # noqa: E731
         finished = d("kiln_requests_finished_total")
-        gaps = sorted(self.gaps) or [0.0]
-        p99 = gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))]
         kv_free = after["kiln_kv_blocks_used"] - after["kiln_kv_blocks_cached"]
+        v, p99, gap_max = books(self.outcomes, self.accepted, finished, kv_free, self.gaps,
+                                warm_rss, end_rss, self.args)
+        v = self.violations + v
         summary = {
             "duration_s": round(time.time() - t0, 1), "streams": self.args.streams,
             "requests": sum(self.outcomes.values()), "outcomes": dict(self.outcomes),
@@ -391,30 +422,18 @@ class Soak:
             "abandoned_streams": self.abandoned_streams,
             "read_timeouts": d("kiln_http_request_read_timeouts_total"),
             "stream_stalls": d("kiln_http_stream_stalls_total"),
-            "gap_p99_s": round(p99, 3), "gap_max_s": round(gaps[-1], 3),
+            "gap_p99_s": round(p99, 3), "gap_max_s": round(gap_max, 3),
             "rss_mb": {"warm": warm_rss, "end": end_rss, "max": max(rss) if rss else None},
             "kv_blocks_held_after": kv_free, "kv_blocks_cached_after": after["kiln_kv_blocks_cached"],
-            "violations": self.violations[:20],
         }
-        v = self.violations
-        if self.outcomes["lost"]:
-            v.append(f"{self.outcomes['lost']} requests lost")
-        if finished != self.accepted:
-            v.append(f"engine finished {finished} requests, the server accepted {self.accepted}")
         http_400 = d('kiln_http_responses_total{code="400"}')
         summary["http_400"] = http_400
         if http_400 != self.refused_400:
             v.append(f"the server counted {http_400} 400s, clients got {self.refused_400}")
-        if kv_free != 0:
-            v.append(f"{kv_free} KV blocks still held by sequences after the run")
         if summary["read_timeouts"]:
             v.append(f"{summary['read_timeouts']} read timeouts")
         if summary["client_disconnects"] > self.outcomes["abandoned"]:
             v.append("the server counted more disconnects than clients made")
-        if gaps[-1] > self.args.stall_bound:
-            v.append(f"a stream waited {gaps[-1]:.1f} s between events")
-        if warm_rss is not None and end_rss is not None and end_rss - warm_rss > self.args.rss_slack_mb:
-            v.append(f"RSS grew {end_rss - warm_rss:.0f} MB after warm-up")
         summary["ok"] = not v
         summary["violations"] = v[:20]
         return summary
@@ -425,15 +444,9 @@ def main() -> int:
     ap.add_argument("--base", help="a running server (http://127.0.0.1:PORT)")
     ap.add_argument("--pid", type=int, help="the running server's pid (for RSS)")
     ap.add_argument("--kiln", help="start this kiln binary instead")
-    ap.add_argument("-m", "--model", default="default")
     ap.add_argument("--serve-args", default="", help="extra `kiln serve` arguments")
     ap.add_argument("--model-id", default=None, help="model name in requests (default: /v1/models)")
-    ap.add_argument("--streams", type=int, default=64)
-    ap.add_argument("--duration", type=float, default=3600)
-    ap.add_argument("--max-tokens", type=int, default=96)
-    ap.add_argument("--stall-bound", type=float, default=60)
-    ap.add_argument("--rss-slack-mb", type=float, default=64)
-    ap.add_argument("--seed", type=int, default=1)
+    add_run_args(ap, "--streams", "client threads")
     args = ap.parse_args()
     proc = None
     if args.kiln:

@@ -26,7 +26,7 @@ import time
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from soak import SCENARIOS, Violation, check_final, request_body  # noqa: E402
+from soak import SCENARIOS, Violation, add_run_args, books, check_final, request_body  # noqa: E402,I001
 
 # The HTTP-only scenarios (connection reuse) are plain streams here.
 PY_SCENARIOS = sorted({"stream" if s in ("stream_close", "stream_keepalive") else s
@@ -144,24 +144,14 @@ class PySoak:
         end = rss_mb()
         finished = after["requests_finished"] - before["requests_finished"]
         held = after["kv_blocks_used"] - after["kv_blocks_cached"]
-        gaps = sorted(self.gaps) or [0.0]
-        p99 = gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))]
-        v = self.violations
-        if self.outcomes["lost"]:
-            v.append(f"{self.outcomes['lost']} requests lost")
-        if finished != self.accepted:
-            v.append(f"engine finished {finished} requests, it accepted {self.accepted}")
-        if held:
-            v.append(f"{held} KV blocks still held by sequences")
-        if gaps[-1] > self.args.stall_bound:
-            v.append(f"a stream waited {gaps[-1]:.1f} s between chunks")
-        if warm is not None and end - warm > self.args.rss_slack_mb:
-            v.append(f"RSS grew {end - warm:.0f} MB after warm-up")
+        v, p99, gap_max = books(self.outcomes, self.accepted, finished, held, self.gaps, warm,
+                                end, self.args)
+        v = self.violations + v
         return {"duration_s": round(time.time() - t0, 1), "tasks": self.args.tasks,
                 "requests": sum(self.outcomes.values()), "outcomes": dict(self.outcomes),
                 "scenarios": dict(self.by_scenario), "accepted": self.accepted,
                 "engine_finished": finished, "gap_p99_s": round(p99, 3),
-                "gap_max_s": round(gaps[-1], 3),
+                "gap_max_s": round(gap_max, 3),
                 "rss_mb": {"warm": warm, "end": end, "max": max(rss) if rss else None},
                 "kv_blocks_held_after": held, "kv_blocks_cached_after": after["kv_blocks_cached"],
                 "ok": not v, "violations": v[:20]}
@@ -169,17 +159,11 @@ class PySoak:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-m", "--model", default="default")
+    add_run_args(ap, "--tasks", "asyncio tasks")
     ap.add_argument("--mode", default="server")
     ap.add_argument("--max-sequences", type=int, default=0)
     ap.add_argument("--max-context", type=int, default=2048)
-    ap.add_argument("--tasks", type=int, default=64)
-    ap.add_argument("--duration", type=float, default=3600)
-    ap.add_argument("--max-tokens", type=int, default=96)
-    ap.add_argument("--stall-bound", type=float, default=60)
     ap.add_argument("--request-bound", type=float, default=300)
-    ap.add_argument("--rss-slack-mb", type=float, default=64)
-    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     import kiln
     overrides = {"max_context": args.max_context}
