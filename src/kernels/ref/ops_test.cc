@@ -166,6 +166,22 @@ struct KvStore {
   KvView view;
 };
 
+// A paged view's slot of position p: block_ids[p / block_tokens] * block_tokens + the offset in
+// the block, for block sizes of the pool's 16 and others.
+TEST(KvViewTest, PagedSlotIsTheBlockTablesSlot) {
+  const std::vector<int32_t> table = {7, 0, 12, 3, 5, 9, 1, 2, 4, 6, 8, 10, 11, 13, 14, 15};
+  for (int32_t bt : {1, 3, 4, 5, 16, 32}) {
+    KvView kv;
+    kv.block_ids = table.data();
+    kv.block_tokens = bt;
+    for (int32_t p = 0; p < bt * static_cast<int32_t>(table.size()); ++p) {
+      ASSERT_EQ(kv.Slot(p), static_cast<size_t>(table[p / bt]) * bt + p % bt) << bt << " " << p;
+    }
+  }
+  KvView flat;
+  EXPECT_EQ(flat.Slot(1234), 1234u);
+}
+
 TEST(AttentionTest, MatchesNaiveSoftmax) {
   const int n_pos = 20, n_kv = 2, d = 16;
   for (DType dt : {DType::kF32, DType::kF16}) {
