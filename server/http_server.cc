@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <cctype>
-#include <optional>
-#include <string_view>
 #include <chrono>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <nlohmann/json.hpp>
 
@@ -181,6 +181,14 @@ struct StreamState {
     }
     if (ev.done) out += Finish(ev.usage);
     return out;
+  }
+
+  // Ends the stream early where the client sees it: the request is cancelled, then an error
+  // event and [DONE] (never a second HTTP response).
+  std::string EndWith(const ApiError& error) {
+    stream->Cancel();
+    finished = true;
+    return SseData(ErrorBody(error)) + "data: [DONE]\n\n";
   }
 
   std::string Finish(const Usage& usage) {
@@ -439,27 +447,19 @@ void HttpServer::Impl::RespondStream(httplib::Response& res,
     if (!st->started) {
       out = st->Start();
     } else if (PastGrace()) {  // shutdown: the stream's final event
-      st->stream->Cancel();
-      out = SseData(ErrorBody(ShutdownError())) + "data: [DONE]\n\n";
-      st->finished = true;
+      out = st->EndWith(ShutdownError());
     } else if (Clock::now() > st->deadline) {
-      st->stream->Cancel();
-      out = SseData(ErrorBody({.http_status = 503, .message = "the request timed out",
-                               .type = "server_error", .code = "timeout"}));
-      out += "data: [DONE]\n\n";
-      st->finished = true;
+      out = st->EndWith({.http_status = 503, .message = "the request timed out",
+                         .type = "server_error", .code = "timeout"});
     } else if (st->last_event != Clock::time_point{} &&
                Clock::now() - st->last_event > std::chrono::seconds(opt.stall_timeout_s)) {
       // Started, then nothing from the engine for longer than any step may take: end the
       // stream where the client can see it instead of leaving it waiting.
-      st->stream->Cancel();
       ++stream_stalls;
-      out = SseData(ErrorBody({.http_status = 503,
-                               .message = StrFormat("the stream made no progress for %d s and "
-                                                    "was cancelled", opt.stall_timeout_s),
-                               .type = "server_error", .code = "stream_stalled"}));
-      out += "data: [DONE]\n\n";
-      st->finished = true;
+      out = st->EndWith({.http_status = 503,
+                         .message = StrFormat("the stream made no progress for %d s and was "
+                                              "cancelled", opt.stall_timeout_s),
+                         .type = "server_error", .code = "stream_stalled"});
     } else if (std::optional<StreamEvent> ev = st->stream->Next(kPollInterval)) {
       st->last_event = Clock::now();
       out = st->Render(*ev);
