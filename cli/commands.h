@@ -4,6 +4,10 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <map>
+#include <string>
+
+#include "kiln/engine.h"
 
 namespace kiln::cli {
 
@@ -20,5 +24,18 @@ void AddDetokenizeCommand(CLI::App& app, Handler* handler);
 void AddTemplateCommand(CLI::App& app, Handler* handler);
 void AddServeCommand(CLI::App& app, Handler* handler);
 void AddChatCommand(CLI::App& app, Handler* handler);
+
+// --speculate off|lookup|auto and --draft-max, shared by run, serve and chat.
+inline void AddSpeculateOptions(CLI::App* cmd, SpeculateOptions* o) {
+  const std::map<std::string, SpeculateMode> modes = {
+      {"off", SpeculateMode::kOff}, {"lookup", SpeculateMode::kLookup},
+      {"auto", SpeculateMode::kAuto}};
+  cmd->add_option("--speculate", o->mode,
+                  "speculative decoding, which never changes the output: off, lookup (prompt "
+                  "lookup, every guess) or auto (prompt lookup where it pays; default)")
+      ->transform(CLI::CheckedTransformer(modes));
+  cmd->add_option("--draft-max", o->draft_max, "most guessed tokens per sequence per step (0 = 8)")
+      ->check(CLI::Range(0, 64));
+}
 
 }  // namespace kiln::cli

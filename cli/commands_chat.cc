@@ -36,6 +36,7 @@ struct ChatFlags {
 
 struct TurnStats {
   int32_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+  int32_t drafted_tokens = 0, accepted_tokens = 0;
   double prompt_s = 0, gen_s = 0;
   std::string finish_reason;
 };
@@ -47,7 +48,8 @@ constexpr char kHelp[] =
     "  /system TEXT          set the system prompt (empty TEXT removes it)\n"
     "  /set k=v ...          temperature, top_p, top_k, min_p, max_tokens, seed,\n"
     "                        repetition_penalty, presence_penalty, frequency_penalty\n"
-    "  /stats                prompt and generation speed of the last answer, cached tokens\n"
+    "  /stats                prompt and generation speed of the last answer, cached and\n"
+    "                        speculated tokens\n"
     "  /save FILE            write the conversation as JSON\n"
     "  /exit                 quit (also Ctrl-D)\n"
     "Multi-line input: end a line with \\ to continue it, or wrap text in \"\"\" lines.\n"
@@ -206,6 +208,8 @@ class ChatSession {
                 "generation: %d tokens, %.2f s, %.1f tokens/s, finish: %s\n",
                 last_.prompt_tokens, last_.cached_tokens, last_.prompt_s, pp,
                 last_.completion_tokens, last_.gen_s, tg, last_.finish_reason.c_str());
+    std::printf("speculation: %d of %d guessed tokens accepted\n", last_.accepted_tokens,
+                last_.drafted_tokens);
   }
 
   void Save(const std::string& path) {
@@ -282,6 +286,8 @@ class ChatSession {
         last_.prompt_tokens = ev->usage.prompt_tokens;
         last_.completion_tokens = ev->usage.completion_tokens;
         last_.cached_tokens = ev->usage.cached_tokens;
+        last_.drafted_tokens = ev->usage.drafted_tokens;
+        last_.accepted_tokens = ev->usage.accepted_tokens;
       }
     }
     Clock::time_point t_end = Clock::now();
@@ -332,6 +338,7 @@ void AddChatCommand(CLI::App& app, Handler* handler) {
   cmd->add_option("-t,--threads", f->engine.n_threads, "threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("-c,--ctx-size", f->engine.max_context, "tokens per conversation (0 = preset)")
       ->check(CLI::NonNegativeNumber);
+  AddSpeculateOptions(cmd, &f->engine.speculate);
   cmd->add_option("--system", f->system, "system prompt");
   cmd->add_option("--temp", f->sampling.temperature, "temperature (0 = greedy)");
   cmd->add_option("--top-p", f->sampling.top_p, "top-p (1 = off)");

@@ -16,13 +16,15 @@ struct CommonModelFlags {
   std::string model = "default";
   int n_threads = 0;
   int n_ctx = 0;
+  SpeculateOptions speculate;
   void Add(CLI::App* cmd) {
     cmd->add_option("-m,--model", model, "GGUF file, HF folder, hf://org/name[/file] or 'default'");
     cmd->add_option("-t,--threads", n_threads, "threads (0 = all cores)")->check(CLI::NonNegativeNumber);
     cmd->add_option("-c,--ctx-size", n_ctx, "context size (0 = min(train ctx, 4096))")->check(CLI::NonNegativeNumber);
   }
   StatusOr<std::unique_ptr<Engine>> Load() const {
-    return Engine::Load({.model = model, .n_threads = n_threads, .n_ctx = n_ctx});
+    return Engine::Load(
+        {.model = model, .n_threads = n_threads, .n_ctx = n_ctx, .speculate = speculate});
   }
 };
 
@@ -88,6 +90,8 @@ int Run(const RunFlags& f) {
         {"text", r.text},
         {"finish_reason", r.finish_reason},
         {"forced_tokens", r.n_forced},
+        {"speculation", {{"drafted_tokens", r.drafted_tokens},
+                         {"accepted_tokens", r.accepted_tokens}}},
         {"timings",
          {{"load_ms", r.load_ms},
           {"prompt_ms", r.prompt_ms},
@@ -96,9 +100,14 @@ int Run(const RunFlags& f) {
           {"gen_tok_s", r.gen_ms > 0 ? n_gen_after_first * 1000.0 / r.gen_ms : 0.0}}}});
   } else {
     std::printf("\n");
-    std::fprintf(stderr, "[prompt %zu tok, %.1f ms | generated %zu tok, %.1f ms | %s]\n",
+    std::fprintf(stderr, "[prompt %zu tok, %.1f ms | generated %zu tok, %.1f ms | %s",
                  r.prompt_ids.size(), r.prompt_ms, r.output_ids.size(), r.gen_ms,
                  r.finish_reason.c_str());
+    if (r.drafted_tokens > 0) {
+      std::fprintf(stderr, " | speculation: %d of %d drafted tokens accepted", r.accepted_tokens,
+                   r.drafted_tokens);
+    }
+    std::fprintf(stderr, "]\n");
   }
   return 0;
 }
@@ -164,6 +173,7 @@ void AddRunCommand(CLI::App& app, Handler* handler) {
   auto f = std::make_shared<RunFlags>();
   CLI::App* cmd = app.add_subcommand("run", "generate text once");
   f->common.Add(cmd);
+  AddSpeculateOptions(cmd, &f->common.speculate);
   cmd->add_option("-p,--prompt", f->req.prompt, "prompt text");
   cmd->add_option("--ids", f->ids, "prompt as token ids (e.g. 1,2,3), instead of -p");
   cmd->add_option("-n,--max-tokens", f->req.max_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);

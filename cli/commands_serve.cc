@@ -103,6 +103,7 @@ void AddServeCommand(CLI::App& app, Handler* handler) {
                   "prompt tokens per engine step, shared by the prompts being prefilled; running "
                   "streams decode between chunks (0 = preset: 256 local, 512 interactive/server)")
       ->check(CLI::NonNegativeNumber);
+  AddSpeculateOptions(cmd, &f->engine.speculate);
   cmd->add_flag("--cors", f->http.cors, "allow cross-origin requests (Access-Control-Allow-Origin: *)");
   cmd->add_option("--served-model-name", f->http.model_id, "model id in /v1/models (default: file name)");
   cmd->add_option("--max-concurrent", f->http.max_concurrent, "generation requests in flight; more get 429")

@@ -68,6 +68,10 @@ std::string PrometheusText(const EngineMetrics& m, const HttpCounters& http) {
   Metric(&out, "kiln_generation_tokens_total", "counter", "Tokens generated.",
          m.generated_tokens_total);
   Metric(&out, "kiln_preemptions_total", "counter", "Sequences preempted.", m.preemptions);
+  Metric(&out, "kiln_spec_drafted_tokens_total", "counter",
+         "Speculation: guessed tokens verified in forwards.", m.spec_drafted_tokens);
+  Metric(&out, "kiln_spec_accepted_tokens_total", "counter",
+         "Speculation: guessed tokens the model's own sampling confirmed.", m.spec_accepted_tokens);
   Metric(&out, "kiln_generation_tokens_per_second", "gauge", "Recent generation throughput.",
          m.gen_tok_s);
   Histogram(&out, "kiln_time_to_first_token_ms", "Time to first token in milliseconds.",

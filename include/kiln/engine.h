@@ -15,10 +15,32 @@
 
 namespace kiln {
 
+// Speculative decoding (#15): guessed tokens are verified in the same forward as the token
+// before them. It never changes the output (greedy or sampled: every token is still sampled
+// from the model's own logits with the request's RNG); it only saves forwards.
+enum class SpeculateMode {
+  kOff,
+  // Prompt lookup, every guess it finds (up to draft_max): guesses copied from where the
+  // recent tokens occurred before in the prompt or the output.
+  kLookup,
+  // Prompt lookup where it pays: each sequence guesses as many tokens as its acceptance rate
+  // and the measured cost of a step's rows pay for (none in a full batch, none on a model
+  // whose extra rows cost nearly a step).
+  kAuto,
+};
+struct SpeculateOptions {
+  SpeculateMode mode = SpeculateMode::kAuto;
+  int draft_max = 0;  // most guessed tokens per sequence per step; 0 → 8
+};
+// "off" | "lookup" | "auto"; InvalidArgument naming the accepted values otherwise.
+StatusOr<SpeculateMode> ParseSpeculateMode(std::string_view text);
+const char* SpeculateModeName(SpeculateMode mode);
+
 struct LoadOptions {
   std::string model;   // .gguf path, HF folder, hf://org/name[/file], or "default"
   int n_threads = 0;   // 0 → all hardware threads
   int n_ctx = 0;       // 0 → min(training context, 4096)
+  SpeculateOptions speculate;  // for Generate
 };
 
 struct TensorSummary {
@@ -83,6 +105,8 @@ struct GenerateResult {
   std::string text;
   std::string finish_reason;  // "stop" (EOS/EOT, stop string, grammar complete) | "length"
   int32_t n_forced = 0;       // output tokens the grammar forced (jump-forward: not sampled)
+  int32_t drafted_tokens = 0;   // speculation: guessed tokens verified
+  int32_t accepted_tokens = 0;  // of those, the ones the model's own sampling confirmed
   double prompt_ms = 0;       // prefill time
   double gen_ms = 0;          // time after the first token
   double load_ms = 0;         // model load time (filled by the engine's first user)

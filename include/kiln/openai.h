@@ -59,6 +59,7 @@ struct Request {
   SamplingOptions sampling;
   Constraint response_format;  // kNone for {"type":"text"} or absent
   ToolSet tools;               // chat only; tools.Active() when calls may be generated
+  bool speculate = true;       // kiln extension "speculation": "auto" (default) | "off"
 };
 
 // Parses and validates a request body (UTF-8 JSON). Does not compile constraints.

@@ -44,6 +44,7 @@ struct ServingOptions {
   int max_context = 0;         // tokens per sequence (prompt + output)
   int64_t kv_memory_bytes = 0; // KV pool size
   int prefill_chunk = 0;       // prompt tokens per step per sequence
+  SpeculateOptions speculate;  // kiln/engine.h; requests may opt out (CompletionRequest)
 };
 
 // Per-request sampling and stopping. Validate() names the offending field.
@@ -74,6 +75,7 @@ struct CompletionRequest {
   SamplingOptions sampling;
   Constraint constraint;              // kNone = unconstrained
   int32_t priority = 0;               // lower runs first; FCFS within a priority
+  bool speculate = true;              // false: no guessed tokens for this request
 };
 
 struct TokenLogprob {
@@ -91,6 +93,8 @@ struct Usage {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;     // over all choices
   int32_t cached_tokens = 0;         // prompt tokens served from the prefix cache
+  int32_t drafted_tokens = 0;        // speculation: guessed tokens verified (all choices)
+  int32_t accepted_tokens = 0;       // of those, the ones sampling confirmed
 };
 
 // One event of a request's stream. Events of different choices interleave; each choice ends
@@ -130,6 +134,7 @@ struct EngineMetrics {
   int64_t prefix_cache_queries = 0, prefix_cache_hit_tokens = 0, prefix_cache_query_tokens = 0;
   int64_t requests_finished = 0, prompt_tokens_total = 0, generated_tokens_total = 0;
   int64_t preemptions = 0;
+  int64_t spec_drafted_tokens = 0, spec_accepted_tokens = 0;  // speculation, totals
   double gen_tok_s = 0;  // recent generation throughput
   std::vector<double> ttft_ms_buckets, itl_ms_buckets;        // histogram bucket bounds
   std::vector<int64_t> ttft_ms_counts, itl_ms_counts;         // counts per bucket (+Inf last)

@@ -301,7 +301,9 @@ void BindTypes(nb::module_& m) {
   nb::class_<Usage>(m, "Usage")
       .def_ro("prompt_tokens", &Usage::prompt_tokens)
       .def_ro("completion_tokens", &Usage::completion_tokens)
-      .def_ro("cached_tokens", &Usage::cached_tokens);
+      .def_ro("cached_tokens", &Usage::cached_tokens)
+      .def_ro("drafted_tokens", &Usage::drafted_tokens)
+      .def_ro("accepted_tokens", &Usage::accepted_tokens);
   nb::class_<StreamEvent>(m, "StreamEvent")
       .def_ro("choice", &StreamEvent::choice)
       // Bytes: a delta is UTF-8-safe by contract, but decoding stays in Python (errors="replace").
@@ -329,6 +331,8 @@ void BindTypes(nb::module_& m) {
       .def_ro("prompt_tokens_total", &EngineMetrics::prompt_tokens_total)
       .def_ro("generated_tokens_total", &EngineMetrics::generated_tokens_total)
       .def_ro("preemptions", &EngineMetrics::preemptions)
+      .def_ro("spec_drafted_tokens", &EngineMetrics::spec_drafted_tokens)
+      .def_ro("spec_accepted_tokens", &EngineMetrics::spec_accepted_tokens)
       .def_ro("gen_tok_s", &EngineMetrics::gen_tok_s)
       .def_ro("ttft_ms_buckets", &EngineMetrics::ttft_ms_buckets)
       .def_ro("ttft_ms_counts", &EngineMetrics::ttft_ms_counts)
@@ -406,7 +410,8 @@ NB_MODULE(_core, m) {
   nb::class_<PyEngine>(m, "Engine")
       .def("__init__",
            [](PyEngine* self, const std::string& model, const std::string& mode, int n_threads,
-              int max_sequences, int max_context, int64_t kv_memory_bytes, int prefill_chunk) {
+              int max_sequences, int max_context, int64_t kv_memory_bytes, int prefill_chunk,
+              const std::string& speculate, int draft_max) {
              kiln::ServingOptions o;
              o.model = model;
              o.mode = ParseMode(mode);
@@ -415,10 +420,13 @@ NB_MODULE(_core, m) {
              o.max_context = max_context;
              o.kv_memory_bytes = kv_memory_bytes;
              o.prefill_chunk = prefill_chunk;
+             o.speculate.mode = ValueOrThrow(kiln::ParseSpeculateMode(speculate));
+             o.speculate.draft_max = draft_max;
              new (self) PyEngine(o);
            },
            "model"_a = "default", "mode"_a = "local", "n_threads"_a = 0, "max_sequences"_a = 0,
-           "max_context"_a = 0, "kv_memory_bytes"_a = 0, "prefill_chunk"_a = 0)
+           "max_context"_a = 0, "kv_memory_bytes"_a = 0, "prefill_chunk"_a = 0,
+           "speculate"_a = "auto", "draft_max"_a = 0)
       .def("close", &PyEngine::Close)
       .def_prop_ro("closed", &PyEngine::closed)
       .def("submit", &PyEngine::Submit, "prompt_ids"_a, "sampling"_a, "priority"_a = 0)

@@ -56,7 +56,11 @@ json UsageJson(const Usage& usage) {
   return json{{"prompt_tokens", usage.prompt_tokens},
               {"completion_tokens", usage.completion_tokens},
               {"total_tokens", usage.prompt_tokens + usage.completion_tokens},
-              {"prompt_tokens_details", {{"cached_tokens", usage.cached_tokens}}}};
+              {"prompt_tokens_details", {{"cached_tokens", usage.cached_tokens}}},
+              // Speculation's guesses, in the fields OpenAI uses for Predicted Outputs.
+              {"completion_tokens_details",
+               {{"accepted_prediction_tokens", usage.accepted_tokens},
+                {"rejected_prediction_tokens", usage.drafted_tokens - usage.accepted_tokens}}}};
 }
 
 json ChatLogprobs(const std::vector<LogprobEntry>& entries) {

@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "api/constraint.h"
+#include "api/speculate.h"
 #include "engine/evaluate.h"
 #include "engine/inspect.h"
 #include "engine/loaded_model.h"
@@ -46,8 +47,12 @@ ModelInfo ToInfo(const engine::ModelSummary& s) {
 
 class EngineImpl final : public Engine {
  public:
-  EngineImpl(std::unique_ptr<engine::LoadedModel> lm, ModelInfo info)
-      : lm_(std::move(lm)), info_(std::move(info)), constraints_(lm_->tokenizer) {}
+  EngineImpl(std::unique_ptr<engine::LoadedModel> lm, ModelInfo info,
+             engine::SpeculateConfig speculate)
+      : lm_(std::move(lm)),
+        info_(std::move(info)),
+        constraints_(lm_->tokenizer),
+        speculate_(speculate) {}
 
   const ModelInfo& Info() const override { return info_; }
 
@@ -196,6 +201,7 @@ class EngineImpl final : public Engine {
       c.n_blocks = (mo.n_ctx + c.block_tokens - 1) / c.block_tokens;
       c.prefill_chunk = mo.max_batch;
       c.prefix_cache = false;
+      c.speculate = speculate_;
       KILN_ASSIGN_OR_RETURN(paged_, engine::PagedModel::Create(lm_->model.get(), c.n_blocks,
                                                                c.block_tokens));
       scheduler_ = std::make_unique<engine::Scheduler>(c, paged_.get(), lm_->tokenizer);
@@ -216,6 +222,10 @@ class EngineImpl final : public Engine {
         if (!ev->token_ids.empty() && result->output_ids.empty()) {
           t_first = Clock::now();
           result->prompt_ms = ms(t0, t_first);
+        }
+        if (ev->done) {
+          result->drafted_tokens = ev->usage.drafted_tokens;
+          result->accepted_tokens = ev->usage.accepted_tokens;
         }
         if (caller_stopped) continue;  // the cancellation's own final event
         result->output_ids.insert(result->output_ids.end(), ev->token_ids.begin(),
@@ -240,6 +250,7 @@ class EngineImpl final : public Engine {
     return Status::Ok();
   }
 
+  engine::SpeculateConfig speculate_;
   std::unique_ptr<engine::PagedModel> paged_;
   std::unique_ptr<engine::Scheduler> scheduler_;  // uses paged_: destroyed first
 };
@@ -284,12 +295,14 @@ StatusOr<std::string> ResolveModel(const std::string& model) {
 StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& options) {
   if (options.n_threads < 0) return InvalidArgument("n_threads must be >= 0");
   if (options.n_ctx < 0) return InvalidArgument("n_ctx must be >= 0");
+  KILN_ASSIGN_OR_RETURN(engine::SpeculateConfig speculate,
+                        api::ToSpeculateConfig(options.speculate));
   KILN_ASSIGN_OR_RETURN(engine::ModelSummary summary, engine::Inspect(options.model));
   model::LoadOptions mo;
   mo.n_threads = options.n_threads;
   mo.n_ctx = options.n_ctx;
   KILN_ASSIGN_OR_RETURN(auto lm, engine::LoadModel(summary.path, mo));
-  return std::unique_ptr<Engine>(new EngineImpl(std::move(lm), ToInfo(summary)));
+  return std::unique_ptr<Engine>(new EngineImpl(std::move(lm), ToInfo(summary), speculate));
 }
 
 }  // namespace kiln

@@ -742,6 +742,14 @@ std::optional<RequestError> ParseRequest(std::string_view body, Endpoint endpoin
   KILN_API_TRY(ParseResponseFormat(f, out));
   KILN_API_TRY(ParseTools(f, limits, out));
   KILN_API_TRY(ParseSampling(f, limits, &out->sampling));
+  if (f.Get("speculation")) {  // kiln extension: a request may opt out of speculation
+    std::string mode;
+    KILN_API_TRY(f.String("speculation", &mode));
+    if (mode != "auto" && mode != "off") {
+      return Invalid("speculation", "'speculation' must be 'auto' or 'off', got '" + mode + "'");
+    }
+    out->speculate = mode == "auto";
+  }
   if (endpoint == Endpoint::kChat) {
     KILN_API_TRY(ParseChatFields(f, limits, out));
   } else {
@@ -783,6 +791,7 @@ std::optional<RequestError> BuildCompletionRequest(const ServingEngine& engine,
   out->prompt_ids = std::move(ids);
   out->sampling = r.sampling;
   out->constraint = std::move(constraint);
+  out->speculate = r.speculate;
   return std::nullopt;
 }
 

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "api/constraint.h"
+#include "api/speculate.h"
 #include "base/thread_pool.h"
 #include "engine/engine_loop.h"
 #include "engine/loaded_model.h"
@@ -80,6 +81,7 @@ StatusOr<Plan> MakePlan(const ServingOptions& o, int64_t n_ctx_train, size_t kv_
   if (o.max_sequences > 0) c.max_sequences = o.max_sequences;
   if (o.max_context > 0) c.max_context = std::min(o.max_context, ctx_cap);
   if (o.prefill_chunk > 0) c.prefill_chunk = o.prefill_chunk;
+  KILN_ASSIGN_OR_RETURN(c.speculate, api::ToSpeculateConfig(o.speculate));
   if (o.max_context > 0 && o.max_context > ctx_cap) {
     return InvalidArgument("max_context %d exceeds the model's training context %d",
                            o.max_context, ctx_cap);
@@ -133,7 +135,8 @@ class RequestStreamImpl final : public RequestStream {
     out.finish_reason = std::move(e->finish_reason);
     out.error = std::move(e->error);
     out.done = e->done;
-    out.usage = {e->usage.prompt_tokens, e->usage.completion_tokens, e->usage.cached_tokens};
+    out.usage = {e->usage.prompt_tokens, e->usage.completion_tokens, e->usage.cached_tokens,
+                 e->usage.drafted_tokens, e->usage.accepted_tokens};
     return out;
   }
   void Cancel() override { s_->Cancel(); }
@@ -221,12 +224,14 @@ class ServingEngineImpl final : public ServingEngine {
     std::snprintf(buf, sizeof buf,
                   "mode %s: max_sequences %d, max_context %d, prefill_chunk %d, kv %.1f MiB "
                   "(%d blocks x %d tokens, %zu B/token, %lld tokens), threads %d, kernels %s, "
-                  "prefix cache on",
+                  "prefix cache on, speculate %s (draft max %d)",
                   ModeName(options_.mode), c.max_sequences, c.max_context, c.prefill_chunk,
                   plan_.kv_bytes / 1048576.0, c.n_blocks, c.block_tokens,
                   plan_.kv_bytes_per_token,
                   static_cast<long long>(int64_t{c.n_blocks} * c.block_tokens),
-                  engine::NumThreads(*lm_), engine::KernelIsa(*lm_).c_str());
+                  engine::NumThreads(*lm_), engine::KernelIsa(*lm_).c_str(),
+                  SpeculateModeName(options_.speculate.mode),
+                  c.speculate.enabled ? c.speculate.draft_max : 0);
     return buf;
   }
 
@@ -267,6 +272,7 @@ class ServingEngineImpl final : public ServingEngine {
     o.logprobs = s.logprobs;
     o.top_logprobs = s.top_logprobs;
     o.token_mask_factory = constraints_.MaskFactory(std::move(grammar));
+    o.speculate = request.speculate;
     r.stream = std::make_shared<engine::OutputStream>();
     auto handle = std::make_unique<RequestStreamImpl>(r.id, r.stream, lm_->tokenizer);
     loop_->Submit(std::move(r));
@@ -300,6 +306,8 @@ class ServingEngineImpl final : public ServingEngine {
     m.prompt_tokens_total = s.prompt_tokens_total;
     m.generated_tokens_total = s.generated_tokens_total;
     m.preemptions = s.preemptions;
+    m.spec_drafted_tokens = s.spec_drafted_tokens;
+    m.spec_accepted_tokens = s.spec_accepted_tokens;
     m.gen_tok_s = snap.gen_tok_s;
     m.ttft_ms_buckets = s.ttft_ms.bounds;
     m.ttft_ms_counts = s.ttft_ms.counts;
@@ -352,7 +360,10 @@ StatusOr<std::unique_ptr<ServingEngine>> ServingEngine::Start(const ServingOptio
   model::LoadOptions mo;
   mo.n_threads = options.n_threads;
   mo.n_ctx = plan.sched.max_context;
-  mo.max_batch = plan.sched.prefill_chunk + plan.sched.max_sequences;
+  // A step's rows: a prefill chunk, a decode row per sequence, and drafted rows within
+  // speculate.step_rows.
+  mo.max_batch = plan.sched.prefill_chunk + plan.sched.max_sequences +
+                 (plan.sched.speculate.enabled ? plan.sched.speculate.step_rows : 0);
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> lm,
                         engine::LoadModel(info.path, mo));
   if (lm->model->KvBytesPerToken() != kv_bytes_per_token) {

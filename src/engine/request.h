@@ -52,6 +52,9 @@ struct RequestOptions {
   bool ignore_eos = false;
   bool logprobs = false;
   int32_t top_logprobs = 0;
+  // Draft-free speculation where the engine has it on (never changes the tokens); false opts
+  // this request out.
+  bool speculate = true;
   // Null: no mask. Called once per choice (engine thread) when the choice starts sampling.
   std::function<std::unique_ptr<TokenMask>()> token_mask_factory;
 };
@@ -67,6 +70,8 @@ struct LogprobEntry {
 
 struct Usage {
   int32_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+  // Speculation: drafted tokens verified, and of those the ones kept (all choices).
+  int32_t drafted_tokens = 0, accepted_tokens = 0;
 };
 
 struct Event {

@@ -43,6 +43,7 @@ struct Scheduler::ReqState {
   int32_t cached_tokens = 0;
   int32_t n_finished = 0;
   int32_t completion_tokens = 0;
+  int32_t drafted = 0, accepted = 0;  // speculation, all choices
   bool forked = false;
   bool first_token = false;
   bool prefix_queried = false;
@@ -65,6 +66,10 @@ struct Scheduler::Seq {
   bool running = false, finished = false;
   std::unique_ptr<TokenMask> mask;  // grammar hook, created at the first sample
   Clock::time_point last_token;
+  // Speculation: guessed tokens after `tokens`, computed in this step's forward (positions
+  // tokens.size() onwards) and verified by SampleFrom; never part of tokens until sampled.
+  std::vector<int32_t> draft;
+  Acceptance acceptance;  // of this sequence's drafted tokens, for adaptive draft lengths
 
   explicit Seq(const sampling::SamplingParams& p) : sampler(p) {}
   // The row order of position pos, from its role alone (never from batching): the prompt of
@@ -170,6 +175,7 @@ void Scheduler::Preempt(Seq& s) {
   CacheFullBlocks(s);  // recompute then reuses them unless they get evicted meanwhile
   s.table.Release(pool_);
   s.n_computed = 0;
+  s.draft.clear();
   s.running = false;
   running_.erase(std::find(running_.begin(), running_.end(), &s));
   EnqueueWaiting(&s);
@@ -207,11 +213,16 @@ std::vector<Scheduler::Scheduled> Scheduler::Schedule() {
   int32_t budget = config_.prefill_chunk;
   std::vector<Seq*> order = running_;
   std::sort(order.begin(), order.end(), [&](const Seq* a, const Seq* b) { return Older(*a, *b); });
+  Draft(order);
   for (Seq* s : order) {
     if (!s->running) continue;  // preempted by an older sequence in this loop
     const int32_t rem = s->Remaining();
-    int32_t rows = rem == 1 ? 1 : std::min(rem, budget);
+    int32_t rows = rem == 1 ? 1 + static_cast<int32_t>(s->draft.size()) : std::min(rem, budget);
     if (rows == 0) continue;
+    if (rows > 1 && rem == 1 && !EnsureBlocks(*s, s->n_computed + rows)) {
+      DropDraft(*s);  // a guess never takes a block a real row needs
+      rows = 1;
+    }
     bool ok = EnsureBlocks(*s, s->n_computed + rows);
     while (!ok) {
       if (!PreemptYoungest(s)) break;  // s itself was preempted
@@ -274,13 +285,17 @@ void Scheduler::Step() {
   }
   batch_.Clear();
   std::vector<const std::vector<int32_t>*> tables;
+  bool decode_only = true;  // every row a decode or a drafted token: a StepCost sample
   for (size_t i = 0; i < sched.size(); ++i) {
     Seq& s = *sched[i].seq;
+    decode_only = decode_only && s.Remaining() == 1;
     tables.push_back(&s.table.blocks());
+    const int32_t n_tokens = static_cast<int32_t>(s.tokens.size());
     for (int32_t r = 0; r < sched[i].n_rows; ++r) {
+      // Logits for the last token and every drafted one (verification samples each).
       const int32_t pos = s.n_computed + r;
-      const bool last = pos + 1 == static_cast<int32_t>(s.tokens.size());
-      batch_.Add(s.tokens[pos], pos, static_cast<int32_t>(i), last, s.OrderOf(pos));
+      const int32_t token = pos < n_tokens ? s.tokens[pos] : s.draft[pos - n_tokens];
+      batch_.Add(token, pos, static_cast<int32_t>(i), pos + 1 >= n_tokens, s.OrderOf(pos));
     }
   }
   // A request of this step cancelled meanwhile (or Interrupt) stops the forward between
@@ -292,11 +307,16 @@ void Scheduler::Step() {
     }
     return false;
   });
+  const Clock::time_point t0 = Clock::now();
   const Status st = model_->Forward(batch_, tables, &logits_);
   model_->SetAbortCheck(nullptr);
+  if (st.ok() && decode_only) {
+    step_cost_.Observe(static_cast<int32_t>(batch_.rows.size()), MsBetween(t0, Clock::now()));
+  }
   ++stats_.steps;
   if (st.code() == StatusCode::kCancelled) {
     ++stats_.aborted_steps;
+    for (const Scheduled& sc : sched) DropDraft(*sc.seq);
     UpdateKvStats();
     return;
   }
@@ -321,12 +341,16 @@ void Scheduler::Step() {
     Seq& s = *sc.seq;
     if (s.finished) continue;
     const int32_t before = s.n_computed;
-    s.n_computed += sc.n_rows;
+    const int32_t n_draft = static_cast<int32_t>(s.draft.size());
+    s.n_computed += sc.n_rows - n_draft;  // drafted rows count once verified (SampleFrom)
     s.table.SetNumTokens(s.n_computed);
-    if (s.n_computed / config_.block_tokens > before / config_.block_tokens) CacheFullBlocks(s);
     if (s.Remaining() == 0) {
-      SampleFrom(s, logits_.data() + logit_row * n_vocab);
-      ++logit_row;
+      SampleFrom(s, logits_.data() + logit_row * n_vocab, n_draft);
+      logit_row += 1 + n_draft;
+    }
+    // Only verified positions reach the prefix cache (Finish caches a finished sequence).
+    if (!s.finished && s.n_computed / config_.block_tokens > before / config_.block_tokens) {
+      CacheFullBlocks(s);
     }
   }
   EraseFinishedRequests();
@@ -386,7 +410,182 @@ void Scheduler::Fork(Seq& parent) {
   }
 }
 
-void Scheduler::SampleFrom(Seq& first, const float* logits) {
+void Scheduler::Draft(const std::vector<Seq*>& by_age) {
+  for (Seq* s : by_age) s->draft.clear();
+  const SpeculateConfig& sc = config_.speculate;
+  if (!sc.enabled) return;
+  int32_t decode_rows = 0;
+  for (const Seq* s : by_age) decode_rows += s->Remaining() == 1 ? 1 : 0;
+  int32_t room = sc.step_rows - decode_rows;
+  int32_t rows = decode_rows;  // this step's rows and expected tokens, as drafts are added
+  double tokens = decode_rows;
+  // Blocks for guesses come from the free list only (never by evicting cached prefixes), with
+  // a block per running sequence kept back for real rows.
+  int32_t spare_blocks = pool_.NumFree() - static_cast<int32_t>(running_.size());
+  const int32_t bt = config_.block_tokens;
+  for (Seq* s : by_age) {
+    if (room < sc.draft_min) break;
+    const RequestOptions& o = s->req->req.options;
+    if (!o.speculate || s->Remaining() != 1 || s->n_generated == 0) continue;
+    const int32_t n_tokens = static_cast<int32_t>(s->tokens.size());
+    // Drafted tokens at positions n_tokens.. stay inside the context, and leave the last of
+    // max_tokens to the row after them.
+    int32_t limit = std::min({sc.draft_max, room, config_.max_context - n_tokens});
+    if (o.max_tokens > 0) limit = std::min(limit, o.max_tokens - s->n_generated - 1);
+    if (limit < sc.draft_min) continue;
+    int32_t min_len = sc.draft_min;
+    if (sc.adaptive) {  // only as many as this sequence's acceptance rate pays for
+      limit = BestDraftLength(s->acceptance.p(), limit, rows, tokens, step_cost_);
+      if (limit < sc.draft_min) {
+        s->acceptance.Idle();
+        continue;
+      }
+      min_len = limit;
+    }
+    std::vector<int32_t> draft = LookupDraft(s->tokens, sc.ngram_min, sc.ngram_max, min_len, limit);
+    if (static_cast<int32_t>(draft.size()) < sc.draft_min) continue;
+    const int32_t n_draft = static_cast<int32_t>(draft.size());
+    const int32_t need =
+        std::max(0, kv::BlockTable::BlocksFor(n_tokens + n_draft, bt) - s->table.NumBlocks()) + 1;
+    if (need > spare_blocks) continue;
+    spare_blocks -= need;
+    room -= n_draft;
+    rows += n_draft;
+    tokens += ExpectedAccepted(s->acceptance.p(), n_draft);
+    s->draft = std::move(draft);
+  }
+}
+
+void Scheduler::DropDraft(Seq& s) {
+  s.draft.clear();
+  if (!s.running) return;
+  const int32_t keep = kv::BlockTable::BlocksFor(static_cast<int32_t>(s.tokens.size()),
+                                                 config_.block_tokens);
+  s.table.Truncate(std::min(s.table.NumBlocks(), keep), s.n_computed, pool_);
+}
+
+bool Scheduler::AtLength(const Seq& s) const {
+  const int32_t max_tokens = s.req->req.options.max_tokens;
+  return s.n_generated == max_tokens || static_cast<int32_t>(s.tokens.size()) >= config_.max_context;
+}
+
+namespace {
+bool IsStopId(const RequestOptions& o, int32_t t) {
+  return std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), t) != o.stop_token_ids.end();
+}
+}  // namespace
+
+// Samples the sequence's next token from one row of logits: grammar mask, penalties, biases,
+// min_tokens, then the sampler (and logprobs). False when the choice ended instead (a grammar
+// that allows nothing).
+bool Scheduler::Choose(Seq& s, const float* logits, Event& e, int32_t* id) {
+  const RequestOptions& o = s.req->req.options;
+  const int32_t n_vocab = model_->n_vocab();
+  scratch_.assign(logits, logits + n_vocab);
+  std::span<float> row(scratch_);
+  // The grammar mask (#7) comes first; penalties and biases only reorder allowed tokens.
+  if (o.token_mask_factory && s.n_generated == 0 && !s.mask) s.mask = o.token_mask_factory();
+  const bool masked = s.mask && s.mask->Fill(&mask_bits_);
+  if (masked) sampling::ApplyTokenBitmask(mask_bits_, row);
+  s.penalties.Apply(o.penalties, row);
+  sampling::ApplyLogitBias(o.logit_bias, row);
+  if (s.n_generated < o.min_tokens) {
+    sampling::BanTokens(o.stop_token_ids, row);
+    if (tok_ && !o.ignore_eos) sampling::BanTokens(tok_->eog_ids(), row);
+  }
+  if (masked && !(*std::max_element(row.begin(), row.end()) > -INFINITY)) {
+    // Nothing allowed: the grammar may only end but min_tokens bans EOG ("stop"), or a bug.
+    if (tok_ && AnyAllowedOf(mask_bits_, tok_->eog_ids())) {
+      Finish(s, e, "stop");
+    } else {
+      e.error = s.mask->Error().empty() ? "constraint: the grammar allows no token"
+                                        : s.mask->Error();
+      Finish(s, e, "error");
+    }
+    return false;
+  }
+  *id = s.sampler.Sample(row);
+  if (o.logprobs) {
+    sampling::LogSoftmax(row, &logprobs_);
+    LogprobEntry entry;
+    entry.token = {*id, logprobs_[*id]};
+    for (const auto& [tid, lp] : sampling::TopK(logprobs_, o.top_logprobs)) {
+      entry.top.push_back({tid, lp});
+    }
+    e.logprobs.push_back(std::move(entry));
+  }
+  return true;
+}
+
+// Appends a sampled token and applies the stop rules. False when the choice ended.
+bool Scheduler::Emit(Seq& s, int32_t id, Event& e) {
+  ReqState& rs = *s.req;
+  const RequestOptions& o = rs.req.options;
+  s.Append(id, row_orders_);
+  ++s.n_generated;
+  ++rs.completion_tokens;
+  ++stats_.generated_tokens_total;
+  s.penalties.AddOutput(id);
+  if (s.mask) s.mask->Accept(id);
+  e.token_ids.push_back(id);
+  const bool mask_done = s.mask && s.mask->Done();  // a finished grammar ends the choice
+  const bool eog = (!o.ignore_eos || mask_done) && tok_ && tok_->IsEndOfGeneration(id);
+  if (s.mask && !s.mask->Error().empty()) {
+    e.error = s.mask->Error();
+    Finish(s, e, "error");
+    return false;
+  }
+  if (eog || IsStopId(o, id)) {
+    Finish(s, e, "stop");
+    return false;
+  }
+  if (s.detok) e.text += s.detok->Push(id);
+  if ((s.detok && s.detok->stopped()) || mask_done) {
+    Finish(s, e, "stop");
+    return false;
+  }
+  if (AtLength(s)) {
+    Finish(s, e, "length");
+    return false;
+  }
+  return true;
+}
+
+// Jump-forward (#7): tokens the grammar forces are appended without sampling; the next step
+// computes them like a prefill chunk. True when any was appended (the choice may have ended).
+bool Scheduler::JumpForward(Seq& s, Event& e) {
+  ReqState& rs = *s.req;
+  const RequestOptions& o = rs.req.options;
+  int32_t room = config_.max_context - static_cast<int32_t>(s.tokens.size());
+  if (o.max_tokens > 0) room = std::min(room, o.max_tokens - s.n_generated);
+  const std::vector<int32_t> forced = s.mask->Forced(room);
+  if (forced.empty()) return false;
+  bool stopped = false;
+  for (int32_t f : forced) {
+    s.Append(f, row_orders_);
+    ++s.n_generated;
+    ++rs.completion_tokens;
+    ++stats_.generated_tokens_total;
+    s.penalties.AddOutput(f);
+    e.token_ids.push_back(f);
+    ++e.n_forced;
+    if (s.detok) e.text += s.detok->Push(f);
+    stopped = (s.detok && s.detok->stopped()) || IsStopId(o, f);
+    if (stopped) break;
+  }
+  if (stopped) {
+    Finish(s, e, "stop");
+  } else if (AtLength(s)) {
+    Finish(s, e, "length");
+  }
+  return true;
+}
+
+// logits: n_draft + 1 rows, the last computed token's then each drafted token's. Verification
+// samples row i exactly as decoding without a draft would (same pipeline, same RNG draw) and
+// goes on to row i + 1 only when the sampled token is the drafted one, whose K/V is then
+// already right; so the tokens never depend on the draft. Rejected positions are dropped.
+void Scheduler::SampleFrom(Seq& first, const float* logits, int32_t n_draft) {
   ReqState& rs = *first.req;
   const RequestOptions& o = rs.req.options;
   const int32_t n_vocab = model_->n_vocab();
@@ -403,96 +602,32 @@ void Scheduler::SampleFrom(Seq& first, const float* logits) {
   }
   for (Seq* sp : targets) {
     Seq& s = *sp;
-    scratch_.assign(logits, logits + n_vocab);
-    std::span<float> row(scratch_);
-    // The grammar mask (#7) comes first; penalties and biases only reorder allowed tokens.
-    if (o.token_mask_factory && s.n_generated == 0 && !s.mask) s.mask = o.token_mask_factory();
-    const bool masked = s.mask && s.mask->Fill(&mask_bits_);
-    if (masked) sampling::ApplyTokenBitmask(mask_bits_, row);
-    s.penalties.Apply(o.penalties, row);
-    sampling::ApplyLogitBias(o.logit_bias, row);
-    if (s.n_generated < o.min_tokens) {
-      sampling::BanTokens(o.stop_token_ids, row);
-      if (tok_ && !o.ignore_eos) sampling::BanTokens(tok_->eog_ids(), row);
-    }
     Event e;
     e.choice = s.choice;
-    if (masked && !(*std::max_element(row.begin(), row.end()) > -INFINITY)) {
-      // Nothing allowed: the grammar may only end but min_tokens bans EOG ("stop"), or a bug.
-      if (tok_ && AnyAllowedOf(mask_bits_, tok_->eog_ids())) {
-        Finish(s, e, "stop");
-      } else {
-        e.error = s.mask->Error().empty() ? "constraint: the grammar allows no token"
-                                          : s.mask->Error();
-        Finish(s, e, "error");
-      }
-      rs.req.stream->Push(std::move(e));
-      continue;
-    }
-    const int32_t id = s.sampler.Sample(row);
-    if (o.logprobs) {
-      sampling::LogSoftmax(row, &logprobs_);
-      LogprobEntry entry;
-      entry.token = {id, logprobs_[id]};
-      for (const auto& [tid, lp] : sampling::TopK(logprobs_, o.top_logprobs)) {
-        entry.top.push_back({tid, lp});
-      }
-      e.logprobs.push_back(std::move(entry));
-    }
     if (s.n_generated > 0) stats_.itl_ms.Add(MsBetween(s.last_token, now));
     s.last_token = now;
-    s.Append(id, row_orders_);
-    ++s.n_generated;
-    ++rs.completion_tokens;
-    ++stats_.generated_tokens_total;
-    s.penalties.AddOutput(id);
-    if (s.mask) s.mask->Accept(id);
-    e.token_ids.push_back(id);
-    const bool mask_done = s.mask && s.mask->Done();  // a finished grammar ends the choice
-    const bool eog = (!o.ignore_eos || mask_done) && tok_ && tok_->IsEndOfGeneration(id);
-    auto is_stop_id = [&](int32_t t) {
-      return std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), t) !=
-             o.stop_token_ids.end();
-    };
-    auto at_length = [&] {
-      return s.n_generated == o.max_tokens ||
-             static_cast<int32_t>(s.tokens.size()) >= config_.max_context;
-    };
-    if (s.mask && !s.mask->Error().empty()) {
-      e.error = s.mask->Error();
-      Finish(s, e, "error");
-    } else if (eog || is_stop_id(id)) {
-      Finish(s, e, "stop");
-    } else {
-      if (s.detok) e.text = s.detok->Push(id);
-      if ((s.detok && s.detok->stopped()) || mask_done) {
-        Finish(s, e, "stop");
-      } else if (at_length()) {
-        Finish(s, e, "length");
-      } else if (s.mask && !o.logprobs) {
-        // Jump-forward (#7): tokens the grammar forces are appended without sampling; the
-        // next step computes them like a prefill chunk.
-        int32_t room = config_.max_context - static_cast<int32_t>(s.tokens.size());
-        if (o.max_tokens > 0) room = std::min(room, o.max_tokens - s.n_generated);
-        bool stopped = false;
-        for (int32_t f : s.mask->Forced(room)) {
-          s.Append(f, row_orders_);
-          ++s.n_generated;
-          ++rs.completion_tokens;
-          ++stats_.generated_tokens_total;
-          s.penalties.AddOutput(f);
-          e.token_ids.push_back(f);
-          ++e.n_forced;
-          if (s.detok) e.text += s.detok->Push(f);
-          stopped = (s.detok && s.detok->stopped()) || is_stop_id(f);
-          if (stopped) break;
-        }
-        if (stopped) {
-          Finish(s, e, "stop");
-        } else if (at_length()) {
-          Finish(s, e, "length");
-        }
+    const std::vector<int32_t> draft = std::move(s.draft);
+    s.draft.clear();
+    rs.drafted += n_draft;  // counted before any Finish reports usage
+    stats_.spec_drafted_tokens += n_draft;
+    const int32_t accepted_before = rs.accepted;
+    for (int32_t i = 0; i <= n_draft; ++i) {
+      int32_t id = 0;
+      if (!Choose(s, logits + static_cast<size_t>(i) * n_vocab, e, &id)) break;
+      const bool hit = i < n_draft && id == draft[i];
+      if (hit) {  // its K/V, computed from the drafted token, is the token's
+        ++rs.accepted;
+        ++stats_.spec_accepted_tokens;
+        ++s.n_computed;
+        s.table.SetNumTokens(s.n_computed);
       }
+      if (!Emit(s, id, e)) break;
+      if (s.mask && !o.logprobs && JumpForward(s, e)) break;
+      if (!hit) break;
+    }
+    if (n_draft > 0) {
+      s.acceptance.Verified(rs.accepted - accepted_before, n_draft);
+      if (!s.finished) DropDraft(s);  // the rejected positions' blocks go back
     }
     rs.req.stream->Push(std::move(e));
   }
@@ -503,6 +638,7 @@ void Scheduler::Finish(Seq& s, Event& e, const char* reason) {
   if (s.detok && !s.detok->stopped() && std::string(reason) != "error") e.text += s.detok->Finish();
   e.finish_reason = reason;
   s.finished = true;
+  s.draft.clear();
   if (s.running) {
     CacheFullBlocks(s);
     s.table.Release(pool_);
@@ -533,6 +669,8 @@ void Scheduler::Finish(Seq& s, Event& e, const char* reason) {
     e.usage.prompt_tokens = rs.n_prompt;
     e.usage.completion_tokens = rs.completion_tokens;
     e.usage.cached_tokens = rs.cached_tokens;
+    e.usage.drafted_tokens = rs.drafted;
+    e.usage.accepted_tokens = rs.accepted;
     ++stats_.requests_finished;
   }
 }

@@ -24,6 +24,7 @@
 
 #include "base/status.h"
 #include "engine/request.h"
+#include "engine/speculate.h"
 #include "engine/step_model.h"
 #include "kv/block_pool.h"
 #include "kv/prefix_cache.h"
@@ -39,6 +40,7 @@ struct SchedulerConfig {
   int32_t block_tokens = kv::kDefaultBlockTokens;
   int32_t prefill_chunk = 256;  // prompt tokens per step (all sequences together)
   bool prefix_cache = true;
+  SpeculateConfig speculate;  // draft-free speculation (prompt lookup); off unless enabled
 };
 
 struct Histogram {
@@ -63,6 +65,8 @@ struct SchedulerStats {
   int64_t requests_finished = 0, prompt_tokens_total = 0, generated_tokens_total = 0;
   int64_t preemptions = 0, steps = 0;
   int64_t aborted_steps = 0;  // forwards stopped early by a cancellation or Interrupt()
+  // Speculation: tokens drafted into forwards, and of those the ones verification kept.
+  int64_t spec_drafted_tokens = 0, spec_accepted_tokens = 0;
   Histogram ttft_ms = Histogram::Latency(), itl_ms = Histogram::Latency();
 };
 
@@ -105,7 +109,13 @@ class Scheduler {
   bool PreemptYoungest(const Seq* keep_older_than);
   void Preempt(Seq& s);
   void CacheFullBlocks(const Seq& s);
-  void SampleFrom(Seq& s, const float* logits);
+  void Draft(const std::vector<Seq*>& by_age);
+  void DropDraft(Seq& s);
+  void SampleFrom(Seq& s, const float* logits, int32_t n_draft);
+  bool Choose(Seq& s, const float* logits, Event& e, int32_t* id);
+  bool Emit(Seq& s, int32_t id, Event& e);
+  bool JumpForward(Seq& s, Event& e);
+  bool AtLength(const Seq& s) const;
   void Fork(Seq& parent);
   void Finish(Seq& s, Event& e, const char* reason);
   void EraseFinishedRequests();
@@ -129,6 +139,7 @@ class Scheduler {
   std::vector<std::pair<int32_t, int32_t>> partial_blocks_;  // (block, tokens filled)
   bool row_orders_ = false;  // model_->UsesRowOrders(): cache blocks keyed by row orders
   std::atomic<bool> interrupted_{false};
+  StepCost step_cost_;  // decode steps' ms by rows: what a drafted row costs
 };
 
 }  // namespace kiln::engine

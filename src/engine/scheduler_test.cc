@@ -16,12 +16,22 @@ namespace {
 
 constexpr int32_t kVocab = 64;
 
-void FakeLogits(const std::vector<int32_t>& history, float* out) {
+// copy_bias > 0 makes a model that tends to repeat itself (what prompt lookup bets on): the
+// token that followed the last token's previous occurrence gets that much more logit.
+void FakeLogits(const std::vector<int32_t>& history, float* out, float copy_bias = 0) {
   uint64_t h = 1469598103934665603ull;
   for (int32_t t : history) h = (h ^ static_cast<uint64_t>(t)) * 1099511628211ull;
   for (int32_t v = 0; v < kVocab; ++v) {
     const uint64_t x = (h ^ (static_cast<uint64_t>(v) * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull;
     out[v] = static_cast<float>((x >> 40) % 1000) / 250.0f;
+  }
+  if (copy_bias <= 0 || history.size() < 2) return;
+  const int32_t last = history.back() % kVocab;
+  for (size_t i = history.size() - 1; i-- > 0;) {
+    if (history[i] % kVocab == last) {
+      out[history[i + 1] % kVocab] += copy_bias;
+      break;
+    }
   }
 }
 
@@ -66,7 +76,7 @@ class FakeModel final : public StepModel {
         if (pos_[slot] != p) return Internal("slot %d holds position %d, want %d", slot, pos_[slot], p);
         history.push_back(HistoryEntry(token_[slot], order_[slot]));
       }
-      FakeLogits(history, out);
+      FakeLogits(history, out, copy_bias);
       out += kVocab;
     }
     return Status::Ok();
@@ -82,6 +92,7 @@ class FakeModel final : public StepModel {
   int calls = 0, copies = 0;
   size_t max_rows = 0, max_seqs = 0;
   bool row_orders = false;  // UsesRowOrders
+  float copy_bias = 0;      // FakeLogits
   std::function<void(int call)> during_forward;  // runs inside Forward (1-based call number)
 
  private:
@@ -96,7 +107,7 @@ class FakeModel final : public StepModel {
 // llama.cpp, the prompt in one batch (order 0; a one-token prompt alone, 1), then each
 // generated token alone (1).
 std::vector<int32_t> Reference(const std::vector<int32_t>& prompt, const RequestOptions& o,
-                               uint64_t seed, bool row_orders = false) {
+                               uint64_t seed, bool row_orders = false, float copy_bias = 0) {
   sampling::SamplingParams sp = o.sampling;
   sp.seed = seed;
   sampling::Sampler sampler(sp);
@@ -105,7 +116,7 @@ std::vector<int32_t> Reference(const std::vector<int32_t>& prompt, const Request
   const int32_t prompt_code = row_orders ? (prompt.size() >= 2 ? 0 : 1) : 0;
   for (int32_t t : prompt) history.push_back(HistoryEntry(t, prompt_code));
   for (int32_t i = 0; i < o.max_tokens; ++i) {
-    FakeLogits(history, logits.data());
+    FakeLogits(history, logits.data(), copy_bias);
     const int32_t id = sampler.Sample(logits);
     out.push_back(id);
     history.push_back(HistoryEntry(id, row_orders ? 1 : 0));
@@ -474,6 +485,259 @@ TEST(SchedulerTest, FragmentationCountsUnfilledSlotsOfUsedBlocks) {
   EXPECT_EQ(f.sched->stats().kv_slots_allocated, 12);
   EXPECT_EQ(f.sched->stats().kv_slots_unfilled, 2);
   RunToEnd(*f.sched);
+}
+
+// ---- Speculation (#15): prompt lookup drafts, verified in the same forward ----
+
+// A prompt that repeats itself, so prompt lookup finds drafts.
+std::vector<int32_t> RepeatingPrompt(int period, int repeats, int salt) {
+  std::vector<int32_t> p;
+  for (int r = 0; r < repeats; ++r) {
+    for (int i = 0; i < period; ++i) p.push_back((i * 5 + salt * 11) % kVocab);
+  }
+  return p;
+}
+
+// Fixed drafting (every lookup up to draft_max) unless adaptive: the fake's step times mean
+// nothing, and the tests want drafts.
+SchedulerConfig Speculating(SchedulerConfig c, bool adaptive = false) {
+  c.speculate.enabled = true;
+  c.speculate.adaptive = adaptive;
+  c.speculate.draft_min = 1;
+  c.speculate.draft_max = 6;
+  return c;
+}
+
+// The core contract: every request's tokens equal the oracle's (decoding without drafts), for
+// greedy and sampled requests, models that copy a lot or a little, with and without row orders,
+// with room for all and under preemption, alone and with n > 1; drafts were made and some kept.
+TEST(SchedulerSpeculationTest, NeverChangesTheTokens) {
+  for (float copy_bias : {100.0f, 3.0f}) {
+    for (bool row_orders : {false, true}) {
+      for (SchedulerConfig c : {Config(512, 16, 64), Config(24, 16, 16), Config(64, 1, 8)}) {
+        SCOPED_TRACE(testing::Message() << "copy_bias " << copy_bias << " row_orders "
+                                        << row_orders << " blocks " << c.n_blocks);
+        // Adaptive with the roomy config (drafts then depend on timing, never the tokens).
+        Rig s(Speculating(c, /*adaptive=*/c.n_blocks == 512 && copy_bias >= 100));
+        s.model->row_orders = row_orders;
+        s.model->copy_bias = copy_bias;
+        s.sched = std::make_unique<Scheduler>(s.config, s.model.get(), nullptr);
+        std::vector<Request> reqs;
+        for (int i = 0; i < 12; ++i) {
+          const int n = i == 5 ? 2 : 1;
+          reqs.push_back(MakeRequest(RepeatingPrompt(3 + i % 5, 3, i), 10 + (i * 7) % 25,
+                                     i % 2 ? 0.8f : 0.0f, 500 + i, n));
+          if (i == 7) reqs.back().options.sampling.top_p = 0.9f;
+          s.sched->Add(reqs.back());
+        }
+        RunToEnd(*s.sched);
+        int64_t drafted = 0, accepted = 0;
+        for (int i = 0; i < 12; ++i) {
+          Collected got = Drain(*reqs[i].stream);
+          ASSERT_TRUE(got.done) << i;
+          for (int ch = 0; ch < reqs[i].options.n; ++ch) {
+            const uint64_t seed = ch == 0 ? 500 + i : (500 + i) ^ (0x9E3779B97F4A7C15ull * ch);
+            EXPECT_EQ(got.tokens[ch],
+                      Reference(reqs[i].prompt, reqs[i].options, seed, row_orders, copy_bias))
+                << "request " << i << " choice " << ch;
+          }
+          EXPECT_LE(got.usage.accepted_tokens, got.usage.drafted_tokens);
+          drafted += got.usage.drafted_tokens;
+          accepted += got.usage.accepted_tokens;
+        }
+        EXPECT_EQ(drafted, s.sched->stats().spec_drafted_tokens);
+        EXPECT_EQ(accepted, s.sched->stats().spec_accepted_tokens);
+        EXPECT_GT(drafted, 0);
+        EXPECT_GT(accepted, 0);
+        if (copy_bias >= 100) {
+          EXPECT_LT(s.model->calls, 12 * 40);  // fewer forwards than tokens
+        }
+        s.sched->prefix_cache().Clear();
+        EXPECT_EQ(s.sched->pool().NumFree(), c.n_blocks);
+      }
+    }
+  }
+}
+
+// Rejected drafts give their positions back block-exactly: after every step a lone sequence
+// holds exactly the blocks its tokens need, and the prefix cache holds only verified K/V (a
+// follow-up request through the cache still matches the oracle: the fake reads K/V back).
+TEST(SchedulerSpeculationTest, RejectedDraftsRollBackBlocksAndNeverReachTheCache) {
+  for (bool row_orders : {false, true}) {
+    Rig s(Speculating(Config(64, 4, 64, /*bt=*/2)));
+    s.model->row_orders = row_orders;
+    s.model->copy_bias = 3.0f;  // sampled: many drafts rejected part-way
+    s.sched = std::make_unique<Scheduler>(s.config, s.model.get(), nullptr);
+    Request a = MakeRequest(RepeatingPrompt(4, 3, 1), 40, 0.9f, 3);
+    s.sched->Add(a);
+    std::vector<int32_t> out;
+    while (s.sched->HasWork()) {
+      s.sched->Step();
+      Collected c = Drain(*a.stream);
+      out.insert(out.end(), c.tokens[0].begin(), c.tokens[0].end());
+      if (c.done) break;
+      const int32_t n_tokens = static_cast<int32_t>(a.prompt.size() + out.size());
+      // Computed positions (all but the last token), plus at most the last token's block.
+      EXPECT_GE(s.sched->pool().NumUsed(), kv::BlockTable::BlocksFor(n_tokens - 1, 2));
+      EXPECT_LE(s.sched->pool().NumUsed(), kv::BlockTable::BlocksFor(n_tokens, 2))
+          << "after " << out.size() << " tokens";
+    }
+    EXPECT_EQ(out, Reference(a.prompt, a.options, 3, row_orders, 3.0f));
+    const SchedulerStats& st = s.sched->stats();
+    EXPECT_GT(st.spec_accepted_tokens, 0);
+    EXPECT_LT(st.spec_accepted_tokens, st.spec_drafted_tokens);  // some were rejected
+
+    std::vector<int32_t> follow = a.prompt;
+    follow.insert(follow.end(), out.begin(), out.end());
+    follow.push_back(7);
+    Request b = MakeRequest(follow, 12, 0.0f, 4);
+    s.sched->Add(b);
+    RunToEnd(*s.sched);
+    Collected got = Drain(*b.stream);
+    EXPECT_GT(got.usage.cached_tokens, 0);
+    EXPECT_EQ(got.tokens[0], Reference(follow, b.options, 4, row_orders, 3.0f));
+    s.sched->prefix_cache().Clear();
+    EXPECT_EQ(s.sched->pool().NumFree(), 64);
+  }
+}
+
+// Logprobs, penalties, stop ids and a token mask see exactly the tokens decoding without
+// drafts sees: the same request with speculation on and off gives identical events' content.
+TEST(SchedulerSpeculationTest, LogprobsPenaltiesStopIdsAndMasksAreUnchanged) {
+  auto run = [](bool speculate, bool masked) {
+    SchedulerConfig c = Config(128, 4, 64);
+    if (speculate) c = Speculating(c);
+    Rig s(c);
+    s.model->copy_bias = 6.0f;
+    s.sched = std::make_unique<Scheduler>(s.config, s.model.get(), nullptr);
+    std::vector<int32_t> seen;
+    Request r = MakeRequest(RepeatingPrompt(5, 4, 2), 30, 0.7f, 11);
+    r.options.logprobs = true;
+    r.options.top_logprobs = 3;
+    r.options.penalties.frequency = 0.3f;
+    r.options.stop_token_ids = {63};
+    if (masked) r.options.token_mask_factory = [&] { return std::make_unique<EvenOnly>(&seen); };
+    s.sched->Add(r);
+    std::vector<int32_t> tokens;
+    std::vector<LogprobEntry> logprobs;
+    std::string finish;
+    int64_t accepted = 0;
+    RunToEnd(*s.sched);
+    while (auto ev = r.stream->Pop(std::chrono::milliseconds(0))) {
+      const Event& e = *ev;
+      tokens.insert(tokens.end(), e.token_ids.begin(), e.token_ids.end());
+      logprobs.insert(logprobs.end(), e.logprobs.begin(), e.logprobs.end());
+      if (e.finish_reason) finish = *e.finish_reason;
+      if (e.done) accepted = e.usage.accepted_tokens;
+    }
+    if (masked) EXPECT_EQ(seen, tokens);
+    return std::make_tuple(tokens, logprobs, finish, accepted);
+  };
+  for (bool masked : {false, true}) {
+    SCOPED_TRACE(masked ? "masked" : "unmasked");
+    auto [t_off, lp_off, f_off, acc_off] = run(false, masked);
+    auto [t_on, lp_on, f_on, acc_on] = run(true, masked);
+    EXPECT_EQ(t_on, t_off);
+    EXPECT_EQ(f_on, f_off);
+    EXPECT_EQ(acc_off, 0);
+    EXPECT_GT(acc_on, 0);
+    ASSERT_EQ(lp_on.size(), lp_off.size());
+    for (size_t i = 0; i < lp_on.size(); ++i) {
+      EXPECT_EQ(lp_on[i].token.id, lp_off[i].token.id);
+      EXPECT_EQ(lp_on[i].token.logprob, lp_off[i].token.logprob) << i;
+      ASSERT_EQ(lp_on[i].top.size(), lp_off[i].top.size());
+      for (size_t k = 0; k < lp_on[i].top.size(); ++k) {
+        EXPECT_EQ(lp_on[i].top[k].id, lp_off[i].top[k].id);
+        EXPECT_EQ(lp_on[i].top[k].logprob, lp_off[i].top[k].logprob);
+      }
+    }
+  }
+}
+
+// Load: a step's decode rows plus drafted rows stay within step_rows; with as many decoding
+// sequences as step_rows nobody drafts. A request may opt out.
+TEST(SchedulerSpeculationTest, DraftsShrinkAsTheBatchFillsAndRequestsMayOptOut) {
+  SchedulerConfig c = Speculating(Config(512, 8, 256));
+  c.speculate.step_rows = 8;
+  Rig s(c);
+  s.model->copy_bias = 100.0f;
+  s.sched = std::make_unique<Scheduler>(s.config, s.model.get(), nullptr);
+  std::vector<Request> reqs;
+  for (int i = 0; i < 8; ++i) {
+    reqs.push_back(MakeRequest(RepeatingPrompt(4, 3, i), 30, 0.0f, 1));
+    s.sched->Add(reqs.back());
+  }
+  RunToEnd(*s.sched);
+  EXPECT_EQ(s.sched->stats().spec_drafted_tokens, 0);  // 8 decoding = step_rows
+  EXPECT_LE(s.model->max_rows, 8u * 12u);               // the prefills
+
+  Rig t(c);
+  t.model->copy_bias = 100.0f;
+  t.sched = std::make_unique<Scheduler>(t.config, t.model.get(), nullptr);
+  Request a = MakeRequest(RepeatingPrompt(4, 3, 1), 30, 0.0f, 1);
+  Request b = MakeRequest(RepeatingPrompt(4, 3, 2), 30, 0.0f, 1);
+  b.options.speculate = false;
+  t.sched->Add(a);
+  t.sched->Add(b);
+  t.model->max_rows = 0;
+  RunToEnd(*t.sched);
+  Collected ga = Drain(*a.stream), gb = Drain(*b.stream);
+  EXPECT_GT(ga.usage.drafted_tokens, 0);
+  EXPECT_EQ(gb.usage.drafted_tokens, 0);
+  EXPECT_EQ(gb.tokens[0], Reference(b.prompt, b.options, 1, false, 100.0f));
+}
+
+TEST(StepCostTest, FitsBaseAndPerRowCostAndDerivesTheThreshold) {
+  StepCost cost;
+  EXPECT_EQ(BestDraftLength(0.1, 5, 1, 1, cost), 5);  // nothing observed: draft to learn
+  for (int i = 0; i < 50; ++i) cost.Observe(1, 4.0);
+  // Rows never varied: a row is taken to cost a quarter of the observed step.
+  EXPECT_DOUBLE_EQ(cost.row_ms(), 1.0);
+  EXPECT_DOUBLE_EQ(cost.base_ms(), 3.0);
+  EXPECT_DOUBLE_EQ(cost.Estimate(1), 4.0);  // seen: its own mean
+  EXPECT_DOUBLE_EQ(cost.Estimate(3), 6.0);  // not seen: the line
+  for (int i = 0; i < 200; ++i) cost.Observe(1 + i % 9, 3.0 + 0.5 * (1 + i % 9));
+  // (The one-row steps before are forgotten, but not quite: 0.98^200 of their weight.)
+  EXPECT_NEAR(cost.row_ms(), 0.5, 0.01);
+  EXPECT_NEAR(cost.base_ms(), 3.0, 0.05);
+  EXPECT_NEAR(cost.Estimate(20), 13.0, 0.2);
+  EXPECT_NEAR(cost.Estimate(2), 4.0, 0.01);
+}
+
+TEST(StepCostTest, DraftLengthMaximisesTokensPerMs) {
+  StepCost cost;  // 3 ms + 1 ms per row, every count seen
+  for (int i = 0; i < 200; ++i) cost.Observe(1 + i % 20, 3.0 + (1 + i % 20));
+  // One sequence: k tokens at p = 0.5 give 1 + (1 - 0.5^k) tokens for 4 + k ms; the best k
+  // is 1 (1.5 / 5 = .3 > 1/4; k = 2: 1.75 / 6 = .29).
+  EXPECT_EQ(BestDraftLength(0.5, 8, 1, 1, cost), 1);
+  EXPECT_EQ(BestDraftLength(0.2, 8, 1, 1, cost), 0);  // 1.2 / 5 < 1 / 4: no draft pays
+  EXPECT_EQ(BestDraftLength(0.95, 6, 1, 1, cost), 6);  // sure guesses: the whole limit
+  EXPECT_EQ(BestDraftLength(0.7, 8, 16, 16, cost), 0);  // a full batch: 16.7 / 20 < 16 / 19
+  EXPECT_NEAR(ExpectedAccepted(0.5, 3), 0.875, 1e-12);
+  Acceptance a;
+  EXPECT_DOUBLE_EQ(a.p(), 0.5);
+  for (int i = 0; i < 20; ++i) a.Verified(4, 4);  // always right: p climbs
+  EXPECT_GT(a.p(), 0.95);
+  for (int i = 0; i < 40; ++i) a.Verified(0, 3);  // always wrong: p falls
+  EXPECT_LT(a.p(), 0.2);
+  const double low = a.p();
+  for (int i = 0; i < 100; ++i) a.Idle();  // no drafts: back toward the prior, to try again
+  EXPECT_GT(a.p(), low);
+  EXPECT_LT(a.p(), 0.5);
+}
+
+TEST(LookupDraftTest, LongestRecurringSuffixMostRecentFirst) {
+  const std::vector<int32_t> h = {1, 2, 3, 9, 1, 2, 3, 4, 5, 7, 2, 3};
+  // Suffix [2 3] occurs at 1 and 5: the most recent (5) is followed by 4 5 7 2 3.
+  EXPECT_EQ(LookupDraft(h, 1, 3, 2, 3), (std::vector<int32_t>{4, 5, 7}));
+  // Suffix [7 2 3] does not recur, [2 3] does; max_len bounds the draft.
+  EXPECT_EQ(LookupDraft(h, 2, 3, 1, 1), (std::vector<int32_t>{4}));
+  EXPECT_TRUE(LookupDraft(std::vector<int32_t>{1, 2, 3}, 1, 3, 1, 4).empty());  // nothing recurs
+  EXPECT_TRUE(LookupDraft(h, 1, 3, 1, 0).empty());
+  // A recent occurrence with too few followers yields to an older one with enough.
+  const std::vector<int32_t> g = {5, 6, 7, 8, 5, 6, 5};
+  EXPECT_EQ(LookupDraft(g, 1, 1, 3, 3), (std::vector<int32_t>{6, 7, 8}));
+  EXPECT_EQ(LookupDraft(g, 1, 1, 1, 3), (std::vector<int32_t>{6, 5}));
 }
 
 }  // namespace

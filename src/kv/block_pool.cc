@@ -60,4 +60,15 @@ void BlockTable::Release(BlockPool& pool) {
   n_tokens_ = 0;
 }
 
+void BlockTable::Truncate(int32_t n_blocks, int32_t n_tokens, BlockPool& pool) {
+  KILN_CHECK(n_blocks >= 0 && n_blocks <= NumBlocks() &&
+             n_tokens <= n_blocks * pool.block_tokens())
+      << "truncate to " << n_blocks << " blocks, " << n_tokens << " tokens";
+  while (NumBlocks() > n_blocks) {
+    pool.Unref(blocks_.back());
+    blocks_.pop_back();
+  }
+  n_tokens_ = n_tokens;
+}
+
 }  // namespace kiln::kv

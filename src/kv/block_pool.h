@@ -70,6 +70,9 @@ class BlockTable {
   BlockTable Fork(BlockPool& pool) const;
   // Unrefs every block and empties the table.
   void Release(BlockPool& pool);
+  // Keeps the first n_blocks blocks and n_tokens positions (n_tokens fits in them), unrefs the
+  // rest: a rejected speculative draft's positions go back block-exactly.
+  void Truncate(int32_t n_blocks, int32_t n_tokens, BlockPool& pool);
 
  private:
   std::vector<int32_t> blocks_;

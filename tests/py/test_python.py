@@ -233,6 +233,30 @@ def test_async_concurrent_and_cancel():
     assert os_threads() <= base
 
 
+def test_speculation_never_changes_the_answer():
+    require(DEFAULT, "default model")
+    passage = ("The keeper wound the clockwork, trimmed the wick, polished the great lens and "
+               "wrote the weather in his log: wind north-west, sea moderate, visibility good.")
+    msgs = [{"role": "user", "content": f"Repeat this text exactly:\n\n{passage}"}]
+    with kiln.Engine("default", speculate="lookup", draft_max=6) as e:
+        for extra in ({"temperature": 0}, {"temperature": 0.8, "top_p": 0.9, "seed": 5}):
+            on = e.chat.completions.create(messages=msgs, max_tokens=48, **extra)
+            off = e.chat.completions.create(messages=msgs, max_tokens=48, speculation="off",
+                                            **extra)
+            assert on.choices[0].message.content == off.choices[0].message.content
+            assert off.usage.completion_tokens_details.accepted_prediction_tokens == 0
+        details = on.usage.completion_tokens_details
+        assert details.accepted_prediction_tokens > 0
+        assert details.rejected_prediction_tokens >= 0
+        m = e.metrics()
+        assert m["spec_accepted_tokens"] >= details.accepted_prediction_tokens
+        with pytest.raises(kiln.BadRequestError) as err:
+            e.chat.completions.create(messages=msgs, speculation="always")
+        assert err.value.param == "speculation"
+    with pytest.raises(kiln.KilnError):
+        kiln.Engine("default", speculate="sometimes")
+
+
 def test_close_is_clean_and_final():
     require(DEFAULT, "default model")
     base = os_threads()

@@ -1,0 +1,111 @@
+#include "engine/speculate.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace kiln::engine {
+
+std::vector<int32_t> LookupDraft(std::span<const int32_t> history, int32_t ngram_min,
+                                 int32_t ngram_max, int32_t min_len, int32_t max_len) {
+  const int64_t size = static_cast<int64_t>(history.size());
+  if (max_len <= 0) return {};
+  for (int64_t n = ngram_max; n >= std::max<int32_t>(ngram_min, 1); --n) {
+    if (size <= n) continue;
+    const std::span<const int32_t> suffix = history.subspan(size - n);
+    int64_t best = -1;  // start of the followers of the chosen occurrence
+    // Most recent occurrence first; one that ends right before the suffix has no followers
+    // beyond the suffix itself, which is fine: they are the suffix's own tokens.
+    for (int64_t i = size - n - 1; i >= 0; --i) {
+      if (history[i] != suffix[0] ||
+          !std::equal(suffix.begin(), suffix.end(), history.begin() + i)) {
+        continue;
+      }
+      const int64_t followers = std::min<int64_t>(size - (i + n), max_len);
+      if (best < 0) best = i + n;
+      if (followers >= min_len) {
+        best = i + n;
+        break;
+      }
+    }
+    if (best < 0) continue;
+    const int64_t len = std::min<int64_t>(size - best, max_len);
+    return std::vector<int32_t>(history.begin() + best, history.begin() + best + len);
+  }
+  return {};
+}
+
+void StepCost::Observe(int32_t rows, double ms) {
+  const double x = rows;
+  s0_ = s0_ * kForget + 1;
+  sx_ = sx_ * kForget + x;
+  sxx_ = sxx_ * kForget + x * x;
+  sy_ = sy_ * kForget + ms;
+  sxy_ = sxy_ * kForget + x * ms;
+  if (rows < kTable) {
+    // The mean of this row count's recent steps, older ones weighing kForget less each.
+    double& w = weight_[rows];
+    w = w * kForget + 1;
+    mean_ms_[rows] += (ms - mean_ms_[rows]) / w;
+  }
+}
+
+double StepCost::row_ms() const {
+  if (s0_ == 0) return 0;
+  const double mean_x = sx_ / s0_, mean_y = sy_ / s0_;
+  const double var = sxx_ / s0_ - mean_x * mean_x;
+  if (var < 0.25) return mean_y / std::max(mean_x, 1.0) / 4;  // rows barely varied: the prior
+  const double slope = (sxy_ / s0_ - mean_x * mean_y) / var;
+  return std::clamp(slope, 0.0, mean_y / std::max(mean_x, 1.0));
+}
+
+double StepCost::base_ms() const {
+  if (s0_ == 0) return 0;
+  return std::max(0.0, (sy_ - row_ms() * sx_) / s0_);
+}
+
+double StepCost::Estimate(int32_t rows) const {
+  if (rows > 0 && rows < kTable && weight_[rows] >= 2) return mean_ms_[rows];
+  return base_ms() + row_ms() * rows;
+}
+
+void Acceptance::Verified(int32_t n_accepted, int32_t n_drafted) {
+  constexpr double kDecay = 0.9;
+  accepted = accepted * kDecay + n_accepted;
+  rejected = rejected * kDecay + (n_accepted < n_drafted ? 1 : 0);
+}
+
+void Acceptance::Idle() {
+  constexpr double kPull = 0.02;  // ~35 idle steps halve the distance to the prior
+  accepted += (1 - accepted) * kPull;
+  rejected += (1 - rejected) * kPull;
+}
+
+double ExpectedAccepted(double p, int32_t k) {
+  double sum = 0, pk = 1;
+  for (int32_t i = 0; i < k; ++i) {
+    pk *= p;
+    sum += pk;
+  }
+  return sum;
+}
+
+int32_t BestDraftLength(double p, int32_t limit, int32_t rows, double tokens,
+                        const StepCost& cost) {
+  if (limit <= 0) return 0;
+  if (cost.empty()) return limit;
+  int32_t best = 0;
+  double best_rate = tokens / std::max(cost.Estimate(rows), 1e-9);
+  double expected = 0, pk = 1;
+  for (int32_t k = 1; k <= limit; ++k) {
+    pk *= p;
+    expected += pk;
+    const double rate = (tokens + expected) / std::max(cost.Estimate(rows + k), 1e-9);
+    if (rate > best_rate) {
+      best = k;
+      best_rate = rate;
+    }
+  }
+  return best;
+}
+
+}  // namespace kiln::engine
