@@ -29,12 +29,16 @@ void AddChatCommand(CLI::App& app, Handler* handler);
 inline void AddSpeculateOptions(CLI::App* cmd, SpeculateOptions* o) {
   const std::map<std::string, SpeculateMode> modes = {
       {"off", SpeculateMode::kOff}, {"lookup", SpeculateMode::kLookup},
-      {"auto", SpeculateMode::kAuto}};
+      {"draft", SpeculateMode::kDraft}, {"auto", SpeculateMode::kAuto}};
   cmd->add_option("--speculate", o->mode,
                   "speculative decoding, which never changes the output: off, lookup (prompt "
-                  "lookup, every guess) or auto (prompt lookup where it pays; default)")
+                  "lookup, every guess), draft (the --draft model, every step) or auto (where "
+                  "it pays, from --draft or prompt lookup; default)")
       ->transform(CLI::CheckedTransformer(modes));
-  cmd->add_option("--draft-max", o->draft_max, "most guessed tokens per sequence per step (0 = 8)")
+  cmd->add_option("--draft", o->draft_model,
+                  "draft model for speculation (same vocabulary as the model)");
+  cmd->add_option("--draft-max", o->draft_max,
+                  "most guessed tokens per sequence per step (0 = 8 lookup, 4 draft)")
       ->check(CLI::Range(0, 64));
 }
 

@@ -9,7 +9,7 @@ export KILN_DEPS="$ROOT/.deps"
 step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 
 step "install dependencies"; scripts/install_deps.sh
-step "fetch models"; scripts/fetch_models.sh
+step "fetch models"; KILN_FETCH_CODER=1 scripts/fetch_models.sh  # + the Qwen2.5-Coder pair (#15)
 step "dependency table"; python3 tools/check_deps.py
 step "build release"; scripts/build.sh release
 export KILN_REQUIRE_ORACLES=1

@@ -23,16 +23,21 @@ enum class SpeculateMode {
   // Prompt lookup, every guess it finds (up to draft_max): guesses copied from where the
   // recent tokens occurred before in the prompt or the output.
   kLookup,
-  // Prompt lookup where it pays: each sequence guesses as many tokens as its acceptance rate
-  // and the measured cost of a step's rows pay for (none in a full batch, none on a model
-  // whose extra rows cost nearly a step).
+  // A draft model (SpeculateOptions::draft_model), draft_max greedy guesses every step.
+  kDraft,
+  // Where it pays: each sequence guesses as many tokens as its acceptance rate and the
+  // measured cost of a step's rows (and of the draft model's forwards) pay for; none in a full
+  // batch. Guesses from the draft model when one is given, else prompt lookup.
   kAuto,
 };
 struct SpeculateOptions {
   SpeculateMode mode = SpeculateMode::kAuto;
-  int draft_max = 0;  // most guessed tokens per sequence per step; 0 → 8
+  int draft_max = 0;  // most guessed tokens per sequence per step; 0 → 8 (lookup), 4 (draft)
+  // A model kiln loads with the very same vocabulary as the target (checked at load: the
+  // error names the first token that differs); empty: none.
+  std::string draft_model;
 };
-// "off" | "lookup" | "auto"; InvalidArgument naming the accepted values otherwise.
+// "off" | "lookup" | "draft" | "auto"; InvalidArgument naming the accepted values otherwise.
 StatusOr<SpeculateMode> ParseSpeculateMode(std::string_view text);
 const char* SpeculateModeName(SpeculateMode mode);
 

@@ -9,7 +9,7 @@ from ._errors import BadRequestError, InternalServerError, from_request_error, f
 
 _POLL_MS = 100  # Next() timeout: bounds how long close() or Ctrl-C waits for a blocked reader
 _OVERRIDES = ("n_threads", "max_sequences", "max_context", "kv_memory_bytes", "prefill_chunk",
-              "speculate", "draft_max")
+              "speculate", "draft_max", "draft")
 # openai client options that do not travel in the request body.
 _CLIENT_ONLY = ("extra_headers", "extra_query", "timeout")
 

@@ -411,7 +411,7 @@ NB_MODULE(_core, m) {
       .def("__init__",
            [](PyEngine* self, const std::string& model, const std::string& mode, int n_threads,
               int max_sequences, int max_context, int64_t kv_memory_bytes, int prefill_chunk,
-              const std::string& speculate, int draft_max) {
+              const std::string& speculate, int draft_max, const std::string& draft) {
              kiln::ServingOptions o;
              o.model = model;
              o.mode = ParseMode(mode);
@@ -422,11 +422,12 @@ NB_MODULE(_core, m) {
              o.prefill_chunk = prefill_chunk;
              o.speculate.mode = ValueOrThrow(kiln::ParseSpeculateMode(speculate));
              o.speculate.draft_max = draft_max;
+             o.speculate.draft_model = draft;
              new (self) PyEngine(o);
            },
            "model"_a = "default", "mode"_a = "local", "n_threads"_a = 0, "max_sequences"_a = 0,
            "max_context"_a = 0, "kv_memory_bytes"_a = 0, "prefill_chunk"_a = 0,
-           "speculate"_a = "auto", "draft_max"_a = 0)
+           "speculate"_a = "auto", "draft_max"_a = 0, "draft"_a = "")
       .def("close", &PyEngine::Close)
       .def_prop_ro("closed", &PyEngine::closed)
       .def("submit", &PyEngine::Submit, "prompt_ids"_a, "sampling"_a, "priority"_a = 0)

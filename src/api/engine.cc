@@ -48,11 +48,12 @@ ModelInfo ToInfo(const engine::ModelSummary& s) {
 class EngineImpl final : public Engine {
  public:
   EngineImpl(std::unique_ptr<engine::LoadedModel> lm, ModelInfo info,
-             engine::SpeculateConfig speculate)
+             engine::SpeculateConfig speculate, SpeculateOptions speculate_options)
       : lm_(std::move(lm)),
         info_(std::move(info)),
         constraints_(lm_->tokenizer),
-        speculate_(speculate) {}
+        speculate_(speculate),
+        speculate_options_(std::move(speculate_options)) {}
 
   const ModelInfo& Info() const override { return info_; }
 
@@ -204,7 +205,10 @@ class EngineImpl final : public Engine {
       c.speculate = speculate_;
       KILN_ASSIGN_OR_RETURN(paged_, engine::PagedModel::Create(lm_->model.get(), c.n_blocks,
                                                                c.block_tokens));
+      KILN_ASSIGN_OR_RETURN(draft_, api::LoadDraftModel(speculate_options_, *lm_->tokenizer, mo,
+                                                        c.n_blocks, c.block_tokens));
       scheduler_ = std::make_unique<engine::Scheduler>(c, paged_.get(), lm_->tokenizer);
+      if (draft_) draft_->AttachTo(*scheduler_);
     }
     using Clock = std::chrono::steady_clock;
     auto ms = [](Clock::time_point a, Clock::time_point b) {
@@ -251,6 +255,8 @@ class EngineImpl final : public Engine {
   }
 
   engine::SpeculateConfig speculate_;
+  SpeculateOptions speculate_options_;
+  std::unique_ptr<api::DraftModel> draft_;
   std::unique_ptr<engine::PagedModel> paged_;
   std::unique_ptr<engine::Scheduler> scheduler_;  // uses paged_: destroyed first
 };
@@ -302,7 +308,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Load(const LoadOptions& options) {
   mo.n_threads = options.n_threads;
   mo.n_ctx = options.n_ctx;
   KILN_ASSIGN_OR_RETURN(auto lm, engine::LoadModel(summary.path, mo));
-  return std::unique_ptr<Engine>(new EngineImpl(std::move(lm), ToInfo(summary), speculate));
+  return std::unique_ptr<Engine>(
+      new EngineImpl(std::move(lm), ToInfo(summary), speculate, options.speculate));
 }
 
 }  // namespace kiln

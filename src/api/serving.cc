@@ -198,9 +198,11 @@ Status ValidateSampling(const SamplingOptions& s, int32_t n_vocab) {
 
 class ServingEngineImpl final : public ServingEngine {
  public:
-  ServingEngineImpl(std::unique_ptr<engine::LoadedModel> lm, ModelInfo info, Plan plan,
+  ServingEngineImpl(std::unique_ptr<engine::LoadedModel> lm,
+                    std::unique_ptr<api::DraftModel> draft, ModelInfo info, Plan plan,
                     const ServingOptions& options)
-      : lm_(std::move(lm)),
+      : draft_(std::move(draft)),
+        lm_(std::move(lm)),
         info_(std::move(info)),
         plan_(plan),
         options_(options),
@@ -211,6 +213,7 @@ class ServingEngineImpl final : public ServingEngine {
                           engine::PagedModel::Create(lm_->model.get(), plan_.sched.n_blocks,
                                                      plan_.sched.block_tokens));
     auto sched = std::make_unique<engine::Scheduler>(plan_.sched, pm.get(), lm_->tokenizer);
+    if (draft_) draft_->AttachTo(*sched);
     loop_ = std::make_unique<engine::EngineLoop>(std::move(pm), std::move(sched));
     return Status::Ok();
   }
@@ -230,7 +233,9 @@ class ServingEngineImpl final : public ServingEngine {
                   plan_.kv_bytes_per_token,
                   static_cast<long long>(int64_t{c.n_blocks} * c.block_tokens),
                   engine::NumThreads(*lm_), engine::KernelIsa(*lm_).c_str(),
-                  SpeculateModeName(options_.speculate.mode),
+                  options_.speculate.draft_model.empty()
+                      ? SpeculateModeName(options_.speculate.mode)
+                      : "with a draft model",
                   c.speculate.enabled ? c.speculate.draft_max : 0);
     return buf;
   }
@@ -338,6 +343,7 @@ class ServingEngineImpl final : public ServingEngine {
     return (static_cast<uint64_t>(rd_()) << 32) ^ rd_();
   }
 
+  std::unique_ptr<api::DraftModel> draft_;  // used by loop_'s scheduler: outlives it
   std::unique_ptr<engine::LoadedModel> lm_;
   ModelInfo info_;
   Plan plan_;
@@ -370,7 +376,11 @@ StatusOr<std::unique_ptr<ServingEngine>> ServingEngine::Start(const ServingOptio
     return Internal("KV bytes per token %zu, planned %zu", lm->model->KvBytesPerToken(),
                     kv_bytes_per_token);
   }
-  auto impl = std::make_unique<ServingEngineImpl>(std::move(lm), std::move(info), plan, options);
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<api::DraftModel> draft,
+                        api::LoadDraftModel(options.speculate, *lm->tokenizer, mo,
+                                            plan.sched.n_blocks, plan.sched.block_tokens));
+  auto impl = std::make_unique<ServingEngineImpl>(std::move(lm), std::move(draft),
+                                                  std::move(info), plan, options);
   KILN_RETURN_IF_ERROR(impl->Init());
   return std::unique_ptr<ServingEngine>(std::move(impl));
 }

@@ -70,6 +70,9 @@ struct Scheduler::Seq {
   // tokens.size() onwards) and verified by SampleFrom; never part of tokens until sampled.
   std::vector<int32_t> draft;
   Acceptance acceptance;  // of this sequence's drafted tokens, for adaptive draft lengths
+  // Draft-model speculation: the draft model's blocks, and positions whose K/V it holds.
+  kv::BlockTable draft_table;
+  int32_t draft_computed = 0;
 
   explicit Seq(const sampling::SamplingParams& p) : sampler(p) {}
   // The row order of position pos, from its role alone (never from batching): the prompt of
@@ -176,6 +179,7 @@ void Scheduler::Preempt(Seq& s) {
   s.table.Release(pool_);
   s.n_computed = 0;
   s.draft.clear();
+  ReleaseDraftKv(s);
   s.running = false;
   running_.erase(std::find(running_.begin(), running_.end(), &s));
   EnqueueWaiting(&s);
@@ -423,6 +427,7 @@ void Scheduler::Draft(const std::vector<Seq*>& by_age) {
   // a block per running sequence kept back for real rows.
   int32_t spare_blocks = pool_.NumFree() - static_cast<int32_t>(running_.size());
   const int32_t bt = config_.block_tokens;
+  std::vector<std::pair<Seq*, int32_t>> wanted;  // draft model: (sequence, guesses)
   for (Seq* s : by_age) {
     if (room < sc.draft_min) break;
     const RequestOptions& o = s->req->req.options;
@@ -435,16 +440,21 @@ void Scheduler::Draft(const std::vector<Seq*>& by_age) {
     if (limit < sc.draft_min) continue;
     int32_t min_len = sc.draft_min;
     if (sc.adaptive) {  // only as many as this sequence's acceptance rate pays for
-      limit = BestDraftLength(s->acceptance.p(), limit, rows, tokens, step_cost_);
+      limit = BestDraftLength(s->acceptance.p(), limit, rows, tokens, step_cost_,
+                              draft_model_ ? draft_forward_ms_ : 0);
       if (limit < sc.draft_min) {
         s->acceptance.Idle();
         continue;
       }
       min_len = limit;
     }
-    std::vector<int32_t> draft = LookupDraft(s->tokens, sc.ngram_min, sc.ngram_max, min_len, limit);
-    if (static_cast<int32_t>(draft.size()) < sc.draft_min) continue;
-    const int32_t n_draft = static_cast<int32_t>(draft.size());
+    std::vector<int32_t> draft;
+    if (!draft_model_) {
+      draft = LookupDraft(s->tokens, sc.ngram_min, sc.ngram_max, min_len, limit);
+      if (static_cast<int32_t>(draft.size()) < sc.draft_min) continue;
+    }
+    // A draft model's guesses come below, all sequences together; room for `limit` of them.
+    const int32_t n_draft = draft_model_ ? limit : static_cast<int32_t>(draft.size());
     const int32_t need =
         std::max(0, kv::BlockTable::BlocksFor(n_tokens + n_draft, bt) - s->table.NumBlocks()) + 1;
     if (need > spare_blocks) continue;
@@ -452,13 +462,99 @@ void Scheduler::Draft(const std::vector<Seq*>& by_age) {
     room -= n_draft;
     rows += n_draft;
     tokens += ExpectedAccepted(s->acceptance.p(), n_draft);
-    s->draft = std::move(draft);
+    if (draft_model_) {
+      wanted.push_back({s, n_draft});
+    } else {
+      s->draft = std::move(draft);
+    }
   }
+  if (!wanted.empty()) RunDraftModel(wanted);
+}
+
+void Scheduler::SetDraftModel(StepModel* draft, int32_t n_blocks) {
+  KILN_CHECK(draft != nullptr && n_blocks > 0 && requests_.empty()) << "bad draft model setup";
+  draft_model_ = draft;
+  draft_pool_ = std::make_unique<kv::BlockPool>(n_blocks, config_.block_tokens);
+}
+
+void Scheduler::ReleaseDraftKv(Seq& s) {
+  if (draft_pool_) s.draft_table.Release(*draft_pool_);
+  s.draft_computed = 0;
+}
+
+// Greedy guesses from the draft model, `k` per sequence: the first forward catches each
+// sequence's draft K/V up with its tokens (its last token's logits give guess 1), each next
+// forward feeds the previous guess. The sequences share every forward.
+void Scheduler::RunDraftModel(const std::vector<std::pair<Seq*, int32_t>>& wanted) {
+  const int32_t bt = config_.block_tokens;
+  std::vector<std::pair<Seq*, int32_t>> active;
+  for (const auto& [s, k] : wanted) {
+    const int32_t n_tokens = static_cast<int32_t>(s->tokens.size());
+    // Positions the draft model computes: up to n_tokens - 1 + (k - 1).
+    bool ok = true;
+    while (ok && s->draft_table.NumBlocks() < kv::BlockTable::BlocksFor(n_tokens + k - 1, bt)) {
+      const int32_t id = draft_pool_->Allocate();
+      ok = id >= 0;
+      if (ok) s->draft_table.AppendBlock(id);
+    }
+    if (ok) active.push_back({s, k});
+  }
+  const int32_t n_vocab = model_->n_vocab();
+  for (int32_t round = 0; !active.empty(); ++round) {
+    draft_batch_.Clear();
+    std::vector<const std::vector<int32_t>*> tables;
+    for (size_t i = 0; i < active.size(); ++i) {
+      Seq& s = *active[i].first;
+      tables.push_back(&s.draft_table.blocks());
+      const int32_t n_tokens = static_cast<int32_t>(s.tokens.size());
+      for (int32_t pos = s.draft_computed; pos < n_tokens + round; ++pos) {
+        const int32_t token = pos < n_tokens ? s.tokens[pos] : s.draft[pos - n_tokens];
+        draft_batch_.Add(token, pos, static_cast<int32_t>(i), pos + 1 == n_tokens + round);
+      }
+    }
+    const Clock::time_point t0 = Clock::now();
+    const Status st = draft_model_->Forward(draft_batch_, tables, &draft_logits_);
+    // The cost of a guess: forwards of about a row per sequence (not a prompt's catch-up).
+    if (st.ok() && draft_batch_.rows.size() <= 2 * active.size()) {
+      const double ms = MsBetween(t0, Clock::now());
+      draft_forward_ms_ = draft_forward_ms_ == 0 ? ms : 0.9 * draft_forward_ms_ + 0.1 * ms;
+    }
+    if (!st.ok()) {  // no guesses this step; the target decodes as usual
+      KILN_LOG(kWarn, "draft model step failed: %s", st.ToString().c_str());
+      for (auto& [s, k] : active) {
+        s->draft.clear();
+        s->draft_computed = 0;  // recomputed from the start next time
+      }
+      return;
+    }
+    const int32_t d_vocab = draft_model_->n_vocab();
+    std::vector<std::pair<Seq*, int32_t>> next;
+    for (size_t i = 0; i < active.size(); ++i) {
+      Seq& s = *active[i].first;
+      s.draft_computed = static_cast<int32_t>(s.tokens.size()) + round;
+      const float* row = draft_logits_.data() + i * static_cast<size_t>(d_vocab);
+      const int32_t id = static_cast<int32_t>(std::max_element(row, row + d_vocab) - row);
+      if (id >= n_vocab) continue;  // a padding id the target has not: stop guessing
+      s.draft.push_back(id);
+      if (static_cast<int32_t>(s.draft.size()) < active[i].second) next.push_back(active[i]);
+    }
+    active = std::move(next);
+  }
+}
+
+void Scheduler::RollBackDraftKv(Seq& s, int32_t valid) {
+  if (!draft_pool_ || s.draft_computed <= valid) return;
+  s.draft_computed = valid;
+  s.draft_table.Truncate(std::min(s.draft_table.NumBlocks(),
+                                  kv::BlockTable::BlocksFor(valid, config_.block_tokens)),
+                         valid, *draft_pool_);
 }
 
 void Scheduler::DropDraft(Seq& s) {
   s.draft.clear();
   if (!s.running) return;
+  // The draft model computed real tokens only below tokens.size(); guesses beyond go.
+  RollBackDraftKv(s, static_cast<int32_t>(s.tokens.size()));
   const int32_t keep = kv::BlockTable::BlocksFor(static_cast<int32_t>(s.tokens.size()),
                                                  config_.block_tokens);
   s.table.Truncate(std::min(s.table.NumBlocks(), keep), s.n_computed, pool_);
@@ -629,6 +725,7 @@ void Scheduler::SampleFrom(Seq& first, const float* logits, int32_t n_draft) {
       s.acceptance.Verified(rs.accepted - accepted_before, n_draft);
       if (!s.finished) DropDraft(s);  // the rejected positions' blocks go back
     }
+    if (!s.finished) RollBackDraftKv(s, s.n_computed);  // the draft model's rejected guesses
     rs.req.stream->Push(std::move(e));
   }
 }
@@ -639,6 +736,7 @@ void Scheduler::Finish(Seq& s, Event& e, const char* reason) {
   e.finish_reason = reason;
   s.finished = true;
   s.draft.clear();
+  ReleaseDraftKv(s);
   if (s.running) {
     CacheFullBlocks(s);
     s.table.Release(pool_);

@@ -78,6 +78,11 @@ class Scheduler {
   ~Scheduler();
 
   const SchedulerConfig& config() const { return config_; }
+  // Draft-model speculation (with config.speculate.enabled): `draft`, a smaller model with the
+  // same vocabulary, guesses each step's drafted tokens greedily instead of prompt lookup; its
+  // K/V lives in its own pool of n_blocks blocks, rolled back with the target's. Call before
+  // the first Step; draft must outlive the scheduler.
+  void SetDraftModel(StepModel* draft, int32_t n_blocks);
   // Queues a validated request (prompt non-empty, shorter than max_context, ids in range).
   void Add(Request request);
   bool HasWork() const { return !requests_.empty(); }
@@ -110,6 +115,9 @@ class Scheduler {
   void Preempt(Seq& s);
   void CacheFullBlocks(const Seq& s);
   void Draft(const std::vector<Seq*>& by_age);
+  void RunDraftModel(const std::vector<std::pair<Seq*, int32_t>>& wanted);
+  void ReleaseDraftKv(Seq& s);
+  void RollBackDraftKv(Seq& s, int32_t valid);
   void DropDraft(Seq& s);
   void SampleFrom(Seq& s, const float* logits, int32_t n_draft);
   bool Choose(Seq& s, const float* logits, Event& e, int32_t* id);
@@ -140,6 +148,11 @@ class Scheduler {
   bool row_orders_ = false;  // model_->UsesRowOrders(): cache blocks keyed by row orders
   std::atomic<bool> interrupted_{false};
   StepCost step_cost_;  // decode steps' ms by rows: what a drafted row costs
+  StepModel* draft_model_ = nullptr;
+  std::unique_ptr<kv::BlockPool> draft_pool_;
+  model::Batch draft_batch_;
+  std::vector<float> draft_logits_;
+  double draft_forward_ms_ = 0;  // recent mean of one draft-model forward (one token per seq)
 };
 
 }  // namespace kiln::engine

@@ -77,6 +77,7 @@ class FakeModel final : public StepModel {
         history.push_back(HistoryEntry(token_[slot], order_[slot]));
       }
       FakeLogits(history, out, copy_bias);
+      if (perturb_every > 0 && r.pos % perturb_every == 0) out[(r.pos * 7) % kVocab] += 1000;
       out += kVocab;
     }
     return Status::Ok();
@@ -93,6 +94,7 @@ class FakeModel final : public StepModel {
   size_t max_rows = 0, max_seqs = 0;
   bool row_orders = false;  // UsesRowOrders
   float copy_bias = 0;      // FakeLogits
+  int32_t perturb_every = 0;  // > 0: the row at every such position prefers a fixed token
   std::function<void(int call)> during_forward;  // runs inside Forward (1-based call number)
 
  private:
@@ -685,6 +687,45 @@ TEST(SchedulerSpeculationTest, DraftsShrinkAsTheBatchFillsAndRequestsMayOptOut) 
   EXPECT_GT(ga.usage.drafted_tokens, 0);
   EXPECT_EQ(gb.usage.drafted_tokens, 0);
   EXPECT_EQ(gb.tokens[0], Reference(b.prompt, b.options, 1, false, 100.0f));
+}
+
+// A draft model: the same fake as the target (so with correct draft K/V every greedy guess is
+// right), or one that guesses wrong at every 7th position (a rejection, then a roll-back of
+// the draft model's K/V; stale draft K/V would make every later guess wrong). The target's
+// tokens never change; blocks of both pools come back.
+TEST(SchedulerSpeculationTest, DraftModelGuessesAreVerifiedAndItsKvRollsBack) {
+  for (int32_t perturb : {0, 7}) {
+    for (SchedulerConfig c : {Config(512, 8, 64), Config(24, 8, 16)}) {
+      SCOPED_TRACE(testing::Message() << "perturb " << perturb << " blocks " << c.n_blocks);
+      Rig s(Speculating(c));
+      s.model->copy_bias = 3.0f;
+      FakeModel draft(c.n_blocks, c.block_tokens);
+      draft.copy_bias = 3.0f;
+      draft.perturb_every = perturb;
+      s.sched->SetDraftModel(&draft, c.n_blocks);
+      std::vector<Request> reqs;
+      for (int i = 0; i < 6; ++i) {
+        reqs.push_back(MakeRequest(Prompt(5 + i * 3, i), 30, i % 3 == 2 ? 0.8f : 0.0f, 40 + i));
+        s.sched->Add(reqs.back());
+      }
+      RunToEnd(*s.sched);
+      int64_t greedy_drafted = 0, greedy_accepted = 0;
+      for (int i = 0; i < 6; ++i) {
+        Collected got = Drain(*reqs[i].stream);
+        EXPECT_EQ(got.tokens[0], Reference(reqs[i].prompt, reqs[i].options, 40 + i, false, 3.0f))
+            << "request " << i;
+        if (i % 3 != 2) {
+          greedy_drafted += got.usage.drafted_tokens;
+          greedy_accepted += got.usage.accepted_tokens;
+        }
+      }
+      EXPECT_GT(greedy_drafted, 0);
+      if (perturb == 0 && c.n_blocks == 512) EXPECT_EQ(greedy_accepted, greedy_drafted);
+      EXPECT_GT(greedy_accepted * 2, greedy_drafted);  // stale draft K/V would sink this
+      s.sched->prefix_cache().Clear();
+      EXPECT_EQ(s.sched->pool().NumFree(), c.n_blocks);
+    }
+  }
 }
 
 TEST(StepCostTest, FitsBaseAndPerRowCostAndDerivesTheThreshold) {

@@ -90,7 +90,7 @@ double ExpectedAccepted(double p, int32_t k) {
 }
 
 int32_t BestDraftLength(double p, int32_t limit, int32_t rows, double tokens,
-                        const StepCost& cost) {
+                        const StepCost& cost, double draft_ms) {
   if (limit <= 0) return 0;
   if (cost.empty()) return limit;
   int32_t best = 0;
@@ -99,7 +99,8 @@ int32_t BestDraftLength(double p, int32_t limit, int32_t rows, double tokens,
   for (int32_t k = 1; k <= limit; ++k) {
     pk *= p;
     expected += pk;
-    const double rate = (tokens + expected) / std::max(cost.Estimate(rows + k), 1e-9);
+    const double rate =
+        (tokens + expected) / std::max(cost.Estimate(rows + k) + k * draft_ms, 1e-9);
     if (rate > best_rate) {
       best = k;
       best_rate = rate;

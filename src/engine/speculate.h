@@ -61,8 +61,9 @@ struct Acceptance {
 // whose drafted tokens are accepted with probability p (token k only if all before it were,
 // so k tokens are worth p + p^2 + ... + p^k), added to a step of `rows` rows expected to give
 // `tokens` tokens. 0 when drafting does not pay, or nothing was measured yet (limit then).
+// draft_ms: what each drafted token costs outside the step (a draft model's forward).
 int32_t BestDraftLength(double p, int32_t limit, int32_t rows, double tokens,
-                        const StepCost& cost);
+                        const StepCost& cost, double draft_ms = 0);
 // p + p^2 + ... + p^k
 double ExpectedAccepted(double p, int32_t k);
 

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from kiln_env import MODELS, SMOLLM, kiln_json, require
+from kiln_env import GEMMA, MODELS, SMOLLM, kiln, kiln_json, require
 from test_server_util import metrics, post, running_server
 
 PASSAGE = ("The lighthouse keeper climbed the spiral stairs every evening at dusk. He wound the "
@@ -151,3 +151,55 @@ def test_kiln_run_speculation_gives_the_same_tokens(model):
         spec = runs["lookup"]["speculation"]
         assert 0 <= spec["accepted_tokens"] <= spec["drafted_tokens"]
     assert spec["drafted_tokens"] > 0
+
+
+@pytest.mark.parametrize("temp", ["0", "0.8"])
+def test_draft_model_gives_the_same_tokens(temp):
+    """The real pair: Qwen2.5-Coder 0.5B drafting for the 1.5B (scripts/fetch_models.sh coder)."""
+    for m in CODER:
+        require(m, "Qwen2.5-Coder model")
+    common = ["run", "-m", str(CODER[1]), "--chat", "-p", CODE, "-n", "32", "--temp", temp,
+              "--seed", "5", "--json"]
+    off = kiln_json(*common, "--speculate", "off")
+    for mode in ("draft", "auto"):
+        on = kiln_json(*common, "--draft", str(CODER[0]), "--speculate", mode)
+        assert on["output_ids"] == off["output_ids"], mode
+        spec = on["speculation"]
+        assert 0 <= spec["accepted_tokens"] <= spec["drafted_tokens"]
+        if mode == "draft":
+            assert spec["accepted_tokens"] > 0
+
+
+def test_draft_model_with_another_vocabulary_is_refused():
+    require(GEMMA, "Gemma 3 model")
+    proc = kiln("run", "-m", str(SMOLLM), "--draft", str(GEMMA), "-p", "hi", "-n", "2",
+                check=False)
+    assert proc.returncode != 0
+    assert "vocabulary differs from the target's at token 0" in proc.stderr
+    proc = kiln("run", "-m", str(SMOLLM), "--draft", str(SMOLLM), "--speculate", "lookup",
+                "-p", "hi", "-n", "2", check=False)
+    assert proc.returncode != 0 and "draft model is given but speculate is lookup" in proc.stderr
+
+
+def test_draft_model_in_the_server_never_changes_tokens():
+    """SmolLM2 drafting for itself (same vocabulary, cheap): concurrent requests, greedy and
+    sampled, each equal to its own answer without speculation."""
+    with running_server("--speculate", "draft", "--draft", str(SMOLLM)) as srv:
+        solo = [answer(srv.base, body(srv.model_id, prompt, speculation="off", **extra))
+                for _, prompt, extra in CASES]
+        results: dict[int, tuple] = {}
+
+        def run(i: int) -> None:
+            _, prompt, extra = CASES[i]
+            results[i] = answer(srv.base, body(srv.model_id, prompt, **extra))
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(CASES))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+        for i, (name, _, _) in enumerate(CASES):
+            assert results[i][0] == solo[i][0], name
+            assert results[i][1] == solo[i][1], f"{name}: logprobs differ"
+        assert sum(r[2]["completion_tokens_details"]["accepted_prediction_tokens"]
+                   for r in results.values()) > 0
