@@ -97,7 +97,9 @@ Scheduler::Scheduler(const SchedulerConfig& config, StepModel* model,
       model_(model),
       tok_(std::move(tokenizer)),
       pool_(config.n_blocks, config.block_tokens),
-      cache_(&pool_) {
+      cache_(&pool_),
+      ngram_pool_(config.speculate.ngram_min, config.speculate.ngram_max,
+                  std::max(config.speculate.pool_ngrams, 1)) {
   KILN_CHECK(config.max_sequences > 0 && config.prefill_chunk > 0 && config.max_context > 1)
       << "bad scheduler config";
   stats_.kv_blocks_total = config.n_blocks;
@@ -451,6 +453,9 @@ void Scheduler::Draft(const std::vector<Seq*>& by_age) {
     std::vector<int32_t> draft;
     if (!draft_model_) {
       draft = LookupDraft(s->tokens, sc.ngram_min, sc.ngram_max, min_len, limit);
+      if (static_cast<int32_t>(draft.size()) < sc.draft_min && sc.pool_ngrams > 0) {
+        draft = ngram_pool_.Lookup(s->tokens, limit);  // seen in an earlier request?
+      }
       if (static_cast<int32_t>(draft.size()) < sc.draft_min) continue;
     }
     // A draft model's guesses come below, all sequences together; room for `limit` of them.
@@ -737,6 +742,10 @@ void Scheduler::Finish(Seq& s, Event& e, const char* reason) {
   s.finished = true;
   s.draft.clear();
   ReleaseDraftKv(s);
+  const SpeculateConfig& sc = config_.speculate;
+  if (sc.enabled && sc.pool_ngrams > 0 && !draft_model_ && std::string(reason) != "error") {
+    ngram_pool_.Add(s.tokens);
+  }
   if (s.running) {
     CacheFullBlocks(s);
     s.table.Release(pool_);

@@ -148,6 +148,7 @@ class Scheduler {
   bool row_orders_ = false;  // model_->UsesRowOrders(): cache blocks keyed by row orders
   std::atomic<bool> interrupted_{false};
   StepCost step_cost_;  // decode steps' ms by rows: what a drafted row costs
+  NgramPool ngram_pool_;  // lookup's fallback: n-grams of finished requests
   StepModel* draft_model_ = nullptr;
   std::unique_ptr<kv::BlockPool> draft_pool_;
   model::Batch draft_batch_;

@@ -767,6 +767,55 @@ TEST(StepCostTest, DraftLengthMaximisesTokensPerMs) {
   EXPECT_LT(a.p(), 0.5);
 }
 
+TEST(NgramPoolTest, RemembersWhatFollowedLongestNgramFirstAndStaysBounded) {
+  NgramPool pool(1, 3, 1000);
+  pool.Add(std::vector<int32_t>{1, 2, 3, 4, 5, 6});
+  pool.Add(std::vector<int32_t>{9, 2, 3, 7, 8});
+  // [2 3] was last followed by 7 8; [1 2 3] by 4 5 6 (the longest n-gram wins).
+  EXPECT_EQ(pool.Lookup(std::vector<int32_t>{0, 2, 3}, 4), (std::vector<int32_t>{7, 8}));
+  EXPECT_EQ(pool.Lookup(std::vector<int32_t>{1, 2, 3}, 2), (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(pool.Lookup(std::vector<int32_t>{5}, 4), (std::vector<int32_t>{6}));
+  EXPECT_TRUE(pool.Lookup(std::vector<int32_t>{42}, 4).empty());
+  NgramPool small(1, 1, 4);  // two generations of 4: the oldest n-grams go
+  for (int32_t i = 0; i < 20; ++i) small.Add(std::vector<int32_t>{100 + i, 200 + i});
+  EXPECT_LE(small.size(), 8u);
+  EXPECT_TRUE(small.Lookup(std::vector<int32_t>{100}, 1).empty());
+  EXPECT_EQ(small.Lookup(std::vector<int32_t>{119}, 1), (std::vector<int32_t>{219}));
+}
+
+// A request that repeats an earlier one's output gets its guesses from the pool (its own
+// history has none), and its tokens still equal the oracle's.
+TEST(SchedulerSpeculationTest, NgramPoolGuessesFromEarlierRequests) {
+  SchedulerConfig c = Speculating(Config(256, 4, 64));
+  c.speculate.ngram_min = 2;
+  Rig s(c);
+  s.model->copy_bias = 3.0f;
+  s.sched = std::make_unique<Scheduler>(s.config, s.model.get(), nullptr);
+  Request a = MakeRequest(Prompt(9, 3), 24, 0.0f, 1);
+  s.sched->Add(a);
+  RunToEnd(*s.sched);
+  Collected first = Drain(*a.stream);
+  // Same prompt: b's greedy output is a's, which b's own history does not hold yet.
+  Request b = MakeRequest(Prompt(9, 3), 24, 0.0f, 1);
+  s.sched->Add(b);
+  RunToEnd(*s.sched);
+  Collected second = Drain(*b.stream);
+  EXPECT_EQ(second.tokens[0], first.tokens[0]);
+  EXPECT_GT(second.usage.accepted_tokens, first.usage.accepted_tokens + 10);
+
+  SchedulerConfig off = c;
+  off.speculate.pool_ngrams = 0;
+  Rig t(off);
+  t.model->copy_bias = 3.0f;
+  t.sched = std::make_unique<Scheduler>(t.config, t.model.get(), nullptr);
+  Request a2 = MakeRequest(Prompt(9, 3), 24, 0.0f, 1), b2 = MakeRequest(Prompt(9, 3), 24, 0.0f, 1);
+  t.sched->Add(a2);
+  RunToEnd(*t.sched);
+  t.sched->Add(b2);
+  RunToEnd(*t.sched);
+  EXPECT_EQ(Drain(*b2.stream).usage.accepted_tokens, Drain(*a2.stream).usage.accepted_tokens);
+}
+
 TEST(LookupDraftTest, LongestRecurringSuffixMostRecentFirst) {
   const std::vector<int32_t> h = {1, 2, 3, 9, 1, 2, 3, 4, 5, 7, 2, 3};
   // Suffix [2 3] occurs at 1 and 5: the most recent (5) is followed by 4 5 7 2 3.

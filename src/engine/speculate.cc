@@ -34,6 +34,49 @@ std::vector<int32_t> LookupDraft(std::span<const int32_t> history, int32_t ngram
   return {};
 }
 
+NgramPool::NgramPool(int32_t ngram_min, int32_t ngram_max, int32_t capacity)
+    : ngram_min_(std::max(ngram_min, 1)), ngram_max_(ngram_max), capacity_(capacity) {}
+
+uint64_t NgramPool::Key(std::span<const int32_t> ngram) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ ngram.size();
+  for (int32_t t : ngram) {
+    h ^= static_cast<uint32_t>(t);
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+
+void NgramPool::Add(std::span<const int32_t> tokens) {
+  const int64_t size = static_cast<int64_t>(tokens.size());
+  for (int64_t end = 1; end < size; ++end) {  // n-grams ending before `end`, followers after
+    const int32_t n_follow = static_cast<int32_t>(std::min<int64_t>(size - end, kMaxFollow));
+    for (int64_t n = ngram_min_; n <= ngram_max_ && n <= end; ++n) {
+      if (static_cast<int32_t>(current_.size()) >= capacity_) {
+        previous_ = std::move(current_);
+        current_ = Map();
+      }
+      Follow& f = current_[Key(tokens.subspan(end - n, n))];
+      std::copy(tokens.begin() + end, tokens.begin() + end + n_follow, f.tokens.begin());
+      f.n = n_follow;
+    }
+  }
+}
+
+std::vector<int32_t> NgramPool::Lookup(std::span<const int32_t> history, int32_t max_len) const {
+  const int64_t size = static_cast<int64_t>(history.size());
+  for (int64_t n = std::min<int64_t>(ngram_max_, size); n >= ngram_min_; --n) {
+    const uint64_t key = Key(history.subspan(size - n, n));
+    for (const Map* m : {&current_, &previous_}) {
+      auto it = m->find(key);
+      if (it == m->end()) continue;
+      const int32_t len = std::min(it->second.n, max_len);
+      return std::vector<int32_t>(it->second.tokens.begin(), it->second.tokens.begin() + len);
+    }
+  }
+  return {};
+}
+
 void StepCost::Observe(int32_t rows, double ms) {
   const double x = rows;
   s0_ = s0_ * kForget + 1;

@@ -5,8 +5,10 @@
 // or sampled), it only saves forwards when guesses are right.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 namespace kiln::engine {
@@ -24,6 +26,8 @@ struct SpeculateConfig {
   // bound as rows grow, and a guessed row then takes the place of a real one). Sequences draft
   // oldest first while room lasts; at step_rows busy sequences nobody drafts.
   int32_t step_rows = 16;
+  // The engine's n-gram pool (NgramPool): n-grams remembered from finished requests; 0: none.
+  int32_t pool_ngrams = 1 << 18;
 };
 
 // The measured cost of steps that held only decode and drafted rows, by row count: a recent
@@ -66,6 +70,33 @@ int32_t BestDraftLength(double p, int32_t limit, int32_t rows, double tokens,
                         const StepCost& cost, double draft_ms = 0);
 // p + p^2 + ... + p^k
 double ExpectedAccepted(double p, int32_t k);
+
+// The engine's n-gram pool, shared by all requests: what followed each n-gram (n = ngram_min
+// .. ngram_max) in the token sequences of finished requests, most recent first. Prompt lookup
+// falls back to it when a sequence's own history has no match, so a task that repeats across
+// requests (the same document, a JSON shape, boilerplate code) is guessed from the last one.
+// Bounded: two generations of at most `capacity` n-grams each; the older is dropped when the
+// newer fills.
+class NgramPool {
+ public:
+  static constexpr int32_t kMaxFollow = 16;
+  NgramPool(int32_t ngram_min, int32_t ngram_max, int32_t capacity);
+  void Add(std::span<const int32_t> tokens);
+  // The tokens that followed the longest n-gram ending `history` (at most max_len). Empty
+  // when none was seen.
+  std::vector<int32_t> Lookup(std::span<const int32_t> history, int32_t max_len) const;
+  size_t size() const { return current_.size() + previous_.size(); }
+
+ private:
+  struct Follow {
+    std::array<int32_t, kMaxFollow> tokens;
+    int32_t n = 0;
+  };
+  using Map = std::unordered_map<uint64_t, Follow>;
+  static uint64_t Key(std::span<const int32_t> ngram);
+  int32_t ngram_min_, ngram_max_, capacity_;
+  Map current_, previous_;
+};
 
 // Prompt lookup: the tokens that followed the most recent earlier occurrence of the history's
 // last n tokens (n = ngram_max down to ngram_min; the longest suffix that occurs wins), at most
