@@ -60,6 +60,7 @@ struct Request {
   Constraint response_format;  // kNone for {"type":"text"} or absent
   ToolSet tools;               // chat only; tools.Active() when calls may be generated
   bool speculate = true;       // kiln extension "speculation": "auto" (default) | "off"
+  std::string prediction;      // chat: Predicted Outputs' content ("" = none)
 };
 
 // Parses and validates a request body (UTF-8 JSON). Does not compile constraints.

@@ -76,6 +76,9 @@ struct CompletionRequest {
   Constraint constraint;              // kNone = unconstrained
   int32_t priority = 0;               // lower runs first; FCFS within a priority
   bool speculate = true;              // false: no guessed tokens for this request
+  // Predicted Outputs: tokens the output is expected to repeat; speculation guesses from them
+  // (never changes the output).
+  std::vector<int32_t> prediction_ids;
 };
 
 struct TokenLogprob {

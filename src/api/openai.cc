@@ -426,7 +426,7 @@ std::optional<RequestError> RejectUnsupported(const Fields& f) {
                                         "'tool_choice'", key));
     }
   }
-  for (const char* key : {"audio", "prediction", "web_search_options"}) {
+  for (const char* key : {"audio", "web_search_options"}) {
     if (f.Get(key)) return Unsupported(key, StrFormat("'%s' is not supported", key));
   }
   if (const json* m = f.Get("modalities")) {
@@ -637,6 +637,18 @@ std::optional<RequestError> ParseChatFields(const Fields& f, const RequestLimits
     return Invalid("top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
   }
   out->sampling.top_logprobs = static_cast<int32_t>(top);
+  // Predicted Outputs: {"type": "content", "content": text or text parts}, a hint that only
+  // feeds speculation's guesses (the output never depends on it).
+  if (const json* p = f.Get("prediction")) {
+    if (!p->is_object() || !p->contains("type") || (*p)["type"] != "content") {
+      return Invalid("prediction.type", "'prediction' must be {\"type\": \"content\", "
+                                        "\"content\": ...}");
+    }
+    if (!p->contains("content")) return Invalid("prediction.content", "'prediction.content' is required");
+    std::string text;
+    KILN_API_TRY(ContentText((*p)["content"], "prediction.content", &text));
+    out->prediction = std::move(text);
+  }
   return std::nullopt;
 }
 
@@ -792,6 +804,11 @@ std::optional<RequestError> BuildCompletionRequest(const ServingEngine& engine,
   out->sampling = r.sampling;
   out->constraint = std::move(constraint);
   out->speculate = r.speculate;
+  if (!r.prediction.empty()) {
+    auto p = engine.Tokenize(r.prediction, /*add_special=*/false, /*parse_special=*/false);
+    if (!p.ok()) return ErrorFromStatus(p.status(), "prediction.content");
+    out->prediction_ids = std::move(*p);
+  }
   return std::nullopt;
 }
 

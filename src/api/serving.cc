@@ -278,6 +278,10 @@ class ServingEngineImpl final : public ServingEngine {
     o.top_logprobs = s.top_logprobs;
     o.token_mask_factory = constraints_.MaskFactory(std::move(grammar));
     o.speculate = request.speculate;
+    for (int32_t id : request.prediction_ids) {
+      if (id < 0 || id >= n_vocab) return InvalidArgument("prediction: token id %d out of range", id);
+    }
+    o.prediction = std::move(request.prediction_ids);
     r.stream = std::make_shared<engine::OutputStream>();
     auto handle = std::make_unique<RequestStreamImpl>(r.id, r.stream, lm_->tokenizer);
     loop_->Submit(std::move(r));

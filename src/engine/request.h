@@ -55,6 +55,8 @@ struct RequestOptions {
   // Draft-free speculation where the engine has it on (never changes the tokens); false opts
   // this request out.
   bool speculate = true;
+  // Predicted Outputs: tokens the output is expected to repeat, a source of guesses.
+  std::vector<int32_t> prediction;
   // Null: no mask. Called once per choice (engine thread) when the choice starts sampling.
   std::function<std::unique_ptr<TokenMask>()> token_mask_factory;
 };

@@ -453,6 +453,10 @@ void Scheduler::Draft(const std::vector<Seq*>& by_age) {
     std::vector<int32_t> draft;
     if (!draft_model_) {
       draft = LookupDraft(s->tokens, sc.ngram_min, sc.ngram_max, min_len, limit);
+      if (static_cast<int32_t>(draft.size()) < sc.draft_min && !o.prediction.empty()) {
+        draft = LookupPrediction(o.prediction, s->tokens, s->n_generated, sc.ngram_min,
+                                 sc.ngram_max, limit);
+      }
       if (static_cast<int32_t>(draft.size()) < sc.draft_min && sc.pool_ngrams > 0) {
         draft = ngram_pool_.Lookup(s->tokens, limit);  // seen in an earlier request?
       }

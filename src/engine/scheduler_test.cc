@@ -816,6 +816,21 @@ TEST(SchedulerSpeculationTest, NgramPoolGuessesFromEarlierRequests) {
   EXPECT_EQ(Drain(*b2.stream).usage.accepted_tokens, Drain(*a2.stream).usage.accepted_tokens);
 }
 
+TEST(LookupDraftTest, PredictionByNgramThenByPosition) {
+  const std::vector<int32_t> pred = {10, 11, 12, 13, 11, 14, 15};
+  // History ends with [12 13]: found in the prediction, followed by 11 14 15.
+  EXPECT_EQ(LookupPrediction(pred, std::vector<int32_t>{1, 12, 13}, 2, 1, 3, 8),
+            (std::vector<int32_t>{11, 14, 15}));
+  // [11] last occurs at 4: 14 15 follow (max_len 1: only 14).
+  EXPECT_EQ(LookupPrediction(pred, std::vector<int32_t>{2, 11}, 2, 1, 3, 1),
+            (std::vector<int32_t>{14}));
+  // Nothing matches: aligned with the output generated so far (3 tokens).
+  EXPECT_EQ(LookupPrediction(pred, std::vector<int32_t>{7, 8, 9}, 3, 1, 3, 2),
+            (std::vector<int32_t>{13, 11}));
+  EXPECT_TRUE(LookupPrediction(pred, std::vector<int32_t>{7}, 7, 1, 3, 2).empty());
+  EXPECT_TRUE(LookupPrediction({}, std::vector<int32_t>{7}, 0, 1, 3, 2).empty());
+}
+
 TEST(LookupDraftTest, LongestRecurringSuffixMostRecentFirst) {
   const std::vector<int32_t> h = {1, 2, 3, 9, 1, 2, 3, 4, 5, 7, 2, 3};
   // Suffix [2 3] occurs at 1 and 5: the most recent (5) is followed by 4 5 7 2 3.

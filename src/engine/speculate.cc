@@ -34,6 +34,28 @@ std::vector<int32_t> LookupDraft(std::span<const int32_t> history, int32_t ngram
   return {};
 }
 
+std::vector<int32_t> LookupPrediction(std::span<const int32_t> prediction,
+                                      std::span<const int32_t> history, int32_t generated,
+                                      int32_t ngram_min, int32_t ngram_max, int32_t max_len) {
+  const int64_t p_size = static_cast<int64_t>(prediction.size());
+  const int64_t h_size = static_cast<int64_t>(history.size());
+  if (max_len <= 0 || p_size == 0) return {};
+  for (int64_t n = std::min<int64_t>(ngram_max, h_size); n >= std::max<int32_t>(ngram_min, 1); --n) {
+    const std::span<const int32_t> suffix = history.subspan(h_size - n);
+    for (int64_t i = p_size - n; i >= 0; --i) {
+      if (!std::equal(suffix.begin(), suffix.end(), prediction.begin() + i)) continue;
+      const int64_t from = i + n, len = std::min<int64_t>(p_size - from, max_len);
+      if (len <= 0) break;  // the prediction ends there: try a shorter n-gram
+      return std::vector<int32_t>(prediction.begin() + from, prediction.begin() + from + len);
+    }
+  }
+  if (generated < p_size) {
+    const int64_t len = std::min<int64_t>(p_size - generated, max_len);
+    return std::vector<int32_t>(prediction.begin() + generated, prediction.begin() + generated + len);
+  }
+  return {};
+}
+
 NgramPool::NgramPool(int32_t ngram_min, int32_t ngram_max, int32_t capacity)
     : ngram_min_(std::max(ngram_min, 1)), ngram_max_(ngram_max), capacity_(capacity) {}
 

@@ -104,5 +104,11 @@ class NgramPool {
 // suffix recurs.
 std::vector<int32_t> LookupDraft(std::span<const int32_t> history, int32_t ngram_min,
                                  int32_t ngram_max, int32_t min_len, int32_t max_len);
+// The same lookup of history's last n tokens in another text (a request's Predicted Output):
+// what followed their last occurrence there. With no occurrence and `generated` < the text's
+// length, the text from position `generated` on (output and prediction aligned).
+std::vector<int32_t> LookupPrediction(std::span<const int32_t> prediction,
+                                      std::span<const int32_t> history, int32_t generated,
+                                      int32_t ngram_min, int32_t ngram_max, int32_t max_len);
 
 }  // namespace kiln::engine

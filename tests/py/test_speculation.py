@@ -123,6 +123,25 @@ def test_speculation_among_concurrent_requests_and_cache_hits(spec_srv):
         assert results[i][2]["prompt_tokens_details"]["cached_tokens"] > 0
 
 
+def test_predicted_outputs_feed_guesses_and_never_change_the_answer(spec_srv):
+    """OpenAI's Predicted Outputs: the expected output as `prediction`; the answer is the one
+    without it, its guesses counted in completion_tokens_details."""
+    prompt = f"Repeat the following text exactly, word for word:\n\n{PASSAGE}"
+    plain = answer(spec_srv.base, body(spec_srv.model_id, prompt, speculation="off"))
+    for content in (PASSAGE, [{"type": "text", "text": PASSAGE}]):
+        pred = answer(spec_srv.base, body(spec_srv.model_id, prompt,
+                                          prediction={"type": "content", "content": content}))
+        assert pred[0] == plain[0] and pred[1] == plain[1]
+        assert pred[2]["completion_tokens_details"]["accepted_prediction_tokens"] > 0
+    for bad, param in (({"type": "text", "content": "x"}, "prediction.type"),
+                       ({"type": "content"}, "prediction.content"),
+                       ({"type": "content", "content": []}, "prediction.content"),
+                       ("x", "prediction.type")):
+        r = post(spec_srv.base, "/v1/chat/completions", body(spec_srv.model_id, "Hi", prediction=bad))
+        assert r.status_code == 400, bad
+        assert r.json()["error"]["param"] == param, bad
+
+
 def test_speculation_field_is_validated(spec_srv):
     r = post(spec_srv.base, "/v1/chat/completions",
              body(spec_srv.model_id, "Hi", speculation="sometimes"))
