@@ -3,6 +3,7 @@
 
   python3 bench/speculate.py [-m MODEL.gguf ...] [--kiln build/kiln] [-n 160] [--reps 3]
       [--modes off,auto,lookup] [--streams 16] [--stream-gen 64] [--only single,concurrent]
+      [--draft DRAFT.gguf] [--peer node [--peer-threads 2]]
 
 single      `kiln run --chat --temp 0 --json` per prompt and mode, --reps times (alternating
             modes within each rep); the figure is the median generation speed (tokens/s after
@@ -12,6 +13,17 @@ single      `kiln run --chat --temp 0 --json` per prompt and mode, --reps times 
 concurrent  `kiln serve --speculate MODE`, --streams concurrent non-streaming chat requests
             (the prompts, in turn, each --stream-gen tokens, greedy, end-of-text banned);
             aggregate completion tokens / wall seconds.
+
+--draft     adds kiln's `draft` mode (`--speculate draft --draft DRAFT`; the other modes run
+            without a draft model, so `auto` keeps meaning prompt lookup).
+--peer node also runs llama.cpp's own speculation in single (bench/speculate_llama_node.mjs,
+            npm node-llama-cpp, CPU, --peer-threads threads) per prompt: modes off, lookup
+            (InputLookupTokenPredictor) and, with --draft, draft (DraftSequenceTokenPredictor).
+            It is fed the very prompt ids kiln ran ("prompt_ids" of `kiln run --json`) and
+            generates as many tokens as kiln did (greedy, EOS not stopping it), --reps times;
+            a second table gives its median tok/s, the ratio to its own off, its predictions
+            validated / refuted, and whether its greedy tokens equal kiln's. A llama.cpp mode whose
+            tokens differ from its own off is flagged (not fatal: that is the peer's property).
 
 Prompts: three input-grounded tasks (rewrite a function with one change, quote sentences of a
 passage, extract JSON from a document) and one open-ended chat with nothing to copy.
@@ -25,6 +37,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -68,21 +81,80 @@ CHAT = "Write a short, original poem about a fox crossing a frozen river at nigh
 PROMPTS = {"code-edit": CODE, "quote": QUOTE, "extract-json": EXTRACT, "open-chat": CHAT}
 
 
-def run_once(kiln, model, prompt, mode, n):
-    out = subprocess.run([kiln, "run", "-m", model, "--chat", "-p", prompt, "-n", str(n),
-                          "--temp", "0", "--speculate", mode, "--json"],
-                         capture_output=True, text=True, check=True, timeout=1800)
+def run_once(kiln, model, prompt, mode, n, draft=None):
+    cmd = [kiln, "run", "-m", model, "--chat", "-p", prompt, "-n", str(n), "--temp", "0",
+           "--speculate", mode, "--json"]
+    if draft and mode == "draft":
+        cmd += ["--draft", draft]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+PEER_NODE = REPO / "bench" / "speculate_llama_node.mjs"
+
+
+def peer_node_once(args, model, ids_file, mode, n):
+    cmd = ["node", str(PEER_NODE), "--model", model, "--mode", mode, "--prompt-ids", ids_file,
+           "-n", str(n), "--threads", str(args.peer_threads)]
+    if mode == "draft":
+        cmd += ["--draft", args.draft]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        sys.exit(f"llama.cpp node peer ({mode}) failed: {p.stderr[-800:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def peer_node(args, model, name, prompt_ids, n, kiln_ids):
+    """llama.cpp's speculation on kiln's prompt ids: a row of the peer table."""
+    modes = ["off", "lookup"] + (["draft"] if args.draft else [])
+    speeds = {m: [] for m in modes}
+    outputs, preds = {}, {}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="kiln-prompt-ids-") as f:
+        json.dump(prompt_ids, f)
+        f.flush()
+        for _ in range(args.reps):
+            for mode in modes:
+                r = peer_node_once(args, model, f.name, mode, n)
+                speeds[mode].append(r["gen_tok_s"] or 0.0)
+                outputs.setdefault(mode, r["output_ids"])
+                preds[mode] = r["token_predictions"]
+    changed = [m for m in modes[1:] if outputs[m] != outputs["off"]]
+    for m in changed:
+        print(f"warning: {name}: llama.cpp {m} changed its greedy output vs its off", file=sys.stderr)
+    off = outputs["off"]
+    same = next((i for i, (a, b) in enumerate(zip(off, kiln_ids)) if a != b), None)
+    agree = "yes" if same is None and len(off) == len(kiln_ids) else \
+        f"first {same if same is not None else min(len(off), len(kiln_ids))}"
+    med = {m: statistics.median(v) for m, v in speeds.items()}
+    return (name, len(off), med, preds, changed, agree)
+
+
+def print_peer(args, model, rows):
+    modes = ["off", "lookup"] + (["draft"] if args.draft else [])
+    print(f"\n### {pathlib.Path(model).name}: llama.cpp (npm node-llama-cpp, CPU, "
+          f"{args.peer_threads} threads), same prompt ids and token count as kiln, median of "
+          f"{args.reps}\n")
+    print("| prompt | tokens | " + " | ".join(f"{m} tok/s" for m in modes) + " | " +
+          " | ".join(f"{m} / off" for m in modes[1:]) + " | validated / refuted (" +
+          ", ".join(modes[1:]) + ") | tokens = kiln's |")
+    print("|---" * (2 + 2 * len(modes) - 1 + 2) + "|")
+    for name, n, med, preds, changed, agree in rows:
+        ratios = " | ".join(f"{med[m] / med['off']:.2f}x" + (" (output changed!)" if m in changed
+                                                             else "") for m in modes[1:])
+        acc = ", ".join(f"{preds[m]['validated']}/{preds[m]['refuted']}" for m in modes[1:])
+        print(f"| {name} | {n} | " + " | ".join(f"{med[m]:.1f}" for m in modes) +
+              f" | {ratios} | {acc} | {agree} |")
+
+
 def single(args, model):
-    rows = []
+    rows, peer_rows = [], []
     for name, prompt in PROMPTS.items():
         speeds = {m: [] for m in args.modes}
-        outputs, spec = {}, {}
+        outputs, spec, prompt_ids = {}, {}, None
         for _ in range(args.reps):
             for mode in args.modes:
-                r = run_once(args.kiln, model, prompt, mode, args.n)
+                r = run_once(args.kiln, model, prompt, mode, args.n, args.draft)
+                prompt_ids = prompt_ids or r.get("prompt_ids")
                 speeds[mode].append(r["timings"]["gen_tok_s"])
                 outputs.setdefault(mode, r["output_ids"])
                 if outputs[mode] != r["output_ids"]:
@@ -94,6 +166,10 @@ def single(args, model):
                 sys.exit(f"{name}: speculation {mode} changed the output")
         med = {m: statistics.median(v) for m, v in speeds.items()}
         rows.append((name, len(base), med, spec))
+        if args.peer == "node":
+            if not prompt_ids:
+                sys.exit("kiln run --json printed no prompt_ids: cannot feed the peer")
+            peer_rows.append(peer_node(args, model, name, prompt_ids, len(base), base))
     off = args.modes[0]
     print(f"\n### {pathlib.Path(model).name}: single stream, `kiln run --temp 0 -n {args.n}`, "
           f"median of {args.reps}\n")
@@ -107,6 +183,8 @@ def single(args, model):
                         for m in args.modes[1:])
         print(f"| {name} | {n} | " + " | ".join(f"{med[m]:.1f}" for m in args.modes) +
               f" | {ratios} | {acc} |")
+    if peer_rows:
+        print_peer(args, model, peer_rows)
 
 
 def free_port():
@@ -127,9 +205,12 @@ def concurrent(args, model):
     results = {}
     for mode in args.modes:
         port = free_port()
-        proc = subprocess.Popen([args.kiln, "serve", "-m", model, "--port", str(port), "--mode",
-                                 "server", "--max-sequences", str(args.streams),
-                                 "--speculate", mode, "--served-model-name", "m"],
+        cmd = [args.kiln, "serve", "-m", model, "--port", str(port), "--mode", "server",
+               "--max-sequences", str(args.streams), "--speculate", mode,
+               "--served-model-name", "m"]
+        if args.draft and mode == "draft":
+            cmd += ["--draft", args.draft]
+        proc = subprocess.Popen(cmd,
                                 stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True)
         try:
@@ -181,8 +262,16 @@ def main():
     p.add_argument("--streams", type=int, default=16)
     p.add_argument("--stream-gen", type=int, default=64)
     p.add_argument("--only", default="single,concurrent")
+    p.add_argument("--draft", help="draft model: adds kiln's `draft` mode (--draft DRAFT)")
+    p.add_argument("--peer", choices=["node"],
+                   help="also run llama.cpp's speculation (node-llama-cpp) in single")
+    p.add_argument("--peer-threads", type=int, default=2)
     args = p.parse_args()
     args.modes = args.modes.split(",")
+    if args.draft and "draft" not in args.modes:
+        args.modes.append("draft")
+    if "draft" in args.modes and not args.draft:
+        sys.exit("mode draft needs --draft DRAFT.gguf")
     models = args.model or [str(MODELS / "default.gguf")]
     for model in models:
         if "single" in args.only:
