@@ -83,7 +83,7 @@ bool AnyAllowedOf(const std::vector<uint32_t>& allowed, const std::vector<int32_
 
 GrammarTokenMask::GrammarTokenMask(std::shared_ptr<const grammar::CompiledGrammar> grammar,
                                    std::shared_ptr<const tokenizer::Tokenizer> tokenizer)
-    : matcher_(std::move(grammar)), tok_(std::move(tokenizer)) {}
+    : matcher_(std::move(grammar), kRollbackTokens), tok_(std::move(tokenizer)) {}
 
 bool GrammarTokenMask::Fill(std::vector<uint32_t>* allowed) {
   allowed->resize(matcher_.BitmaskWords());
@@ -100,6 +100,20 @@ void GrammarTokenMask::Accept(int32_t token) {
                  ? "constraint: token " + std::to_string(token) + " is not allowed by the grammar"
                  : "constraint: " + matcher_.Error();
   }
+}
+
+int32_t GrammarTokenMask::AllowedPrefix(std::span<const int32_t> tokens) {
+  if (!error_.empty() || matcher_.IsTerminated()) return 0;
+  const grammar::TokenVocab& vocab = matcher_.compiled().vocab();
+  // The matcher can undo kRollbackTokens accepts: longer guesses are checked that far.
+  const size_t limit = std::min(tokens.size(), static_cast<size_t>(kRollbackTokens));
+  int32_t n = 0;
+  while (static_cast<size_t>(n) < limit && !vocab.IsEog(tokens[n]) &&
+         matcher_.AcceptToken(tokens[n])) {
+    ++n;
+  }
+  matcher_.Rollback(n);
+  return n;
 }
 
 std::vector<int32_t> GrammarTokenMask::Forced(int32_t max_tokens) {

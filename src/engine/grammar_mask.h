@@ -33,10 +33,14 @@ class GrammarTokenMask final : public TokenMask {
   // tokens' bytes concatenate to exactly a prefix of the forced bytes and the matcher accepts
   // them; otherwise nothing is forced.
   std::vector<int32_t> Forced(int32_t max_tokens) override;
+  // Accepts the tokens one by one (stopping before an end-of-generation token or the matcher's
+  // rollback depth), then rolls them all back.
+  int32_t AllowedPrefix(std::span<const int32_t> tokens) override;
 
   const grammar::Matcher& matcher() const { return matcher_; }
 
  private:
+  static constexpr int kRollbackTokens = 16;
   grammar::Matcher matcher_;
   std::shared_ptr<const tokenizer::Tokenizer> tok_;
   std::string error_;

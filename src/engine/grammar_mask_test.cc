@@ -51,6 +51,30 @@ TEST(GrammarMaskTest, FillMatchesBruteForceAndEogOnlyWhereTheGrammarEnds) {
   EXPECT_FALSE(AnyAllowed(bits, vocab->n_vocab()));
 }
 
+// Speculation's check of a guess: the allowed prefix, and the state left as it was.
+TEST(GrammarMaskTest, AllowedPrefixOfAGuessLeavesTheStateUnchanged) {
+  auto vocab = grammar::testing::ByteVocab({"ab", "b1", "12"});
+  const int32_t eog = vocab->n_vocab() - 1;
+  GrammarTokenMask mask(Compile(R"(root ::= "ab" [0-9]+)", vocab), nullptr);
+  auto id = [](char c) { return static_cast<int32_t>(static_cast<uint8_t>(c)); };
+  std::vector<uint32_t> before, after;
+  mask.Fill(&before);
+  EXPECT_EQ(mask.AllowedPrefix(std::vector<int32_t>{id('a'), id('b'), id('1'), id('x')}), 3);
+  EXPECT_EQ(mask.AllowedPrefix(std::vector<int32_t>{id('b')}), 0);
+  mask.Fill(&after);
+  EXPECT_EQ(before, after);
+  mask.Accept(id('a'));
+  mask.Accept(id('b'));
+  mask.Accept(id('7'));
+  // An end-of-generation token ends the check (a guess never runs past the end); a guess
+  // longer than the matcher's rollback depth is checked as far as it reaches.
+  EXPECT_EQ(mask.AllowedPrefix(std::vector<int32_t>{id('1'), eog, id('2')}), 1);
+  EXPECT_EQ(mask.AllowedPrefix(std::vector<int32_t>(40, id('5'))), 16);
+  mask.Accept(eog);
+  EXPECT_EQ(mask.Error(), "");
+  EXPECT_TRUE(mask.Done());
+}
+
 // A grammar past the matcher's work bounds (compiled without GrammarCompiler's check): the
 // mask goes all clear and Error() says why, so the choice ends "error" instead of hanging.
 TEST(GrammarMaskTest, TooAmbiguousGrammarFailsWithItsError) {

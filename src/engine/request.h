@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,11 @@ class TokenMask {
   // Jump-forward: up to max_tokens tokens the constraint forces next, already accepted; the
   // caller appends them to the output without sampling. Empty when nothing is forced.
   virtual std::vector<int32_t> Forced(int32_t max_tokens) { return {}; }
+  // Speculation: how many leading tokens of a guess the constraint would accept in a row from
+  // the current state, which it leaves unchanged. Guesses are cut there before they cost rows.
+  virtual int32_t AllowedPrefix(std::span<const int32_t> tokens) {
+    return static_cast<int32_t>(tokens.size());
+  }
 };
 
 struct RequestOptions {

@@ -478,6 +478,13 @@ void Scheduler::Draft(const std::vector<Seq*>& by_age) {
     }
   }
   if (!wanted.empty()) RunDraftModel(wanted);
+  // Guesses a constraint would refuse are cut before they cost rows (the refused token could
+  // never be sampled, so nothing after it could be kept).
+  for (Seq* s : by_age) {
+    if (s->draft.empty() || !s->mask) continue;
+    s->draft.resize(s->mask->AllowedPrefix(s->draft));
+    if (static_cast<int32_t>(s->draft.size()) < sc.draft_min) s->draft.clear();
+  }
 }
 
 void Scheduler::SetDraftModel(StepModel* draft, int32_t n_blocks) {

@@ -60,6 +60,7 @@ class FakeModel final : public StepModel {
       const int32_t slot = Slot(*tables[r.seq_idx], r.pos);
       token_[slot] = r.token;
       pos_[slot] = r.pos;
+      row_log_.push_back({r.pos, r.token});
       order_[slot] = row_orders ? OrderCode(r.order) : 0;
       ++rows_per_seq[r.seq_idx];
     }
@@ -90,6 +91,11 @@ class FakeModel final : public StepModel {
       order_[dst * bt_ + i] = order_[src * bt_ + i];
     }
   }
+  int64_t odd_rows_after(size_t pos) const {
+    int64_t n = 0;
+    for (const auto& [p, t] : row_log_) n += p >= static_cast<int32_t>(pos) && t % 2 != 0;
+    return n;
+  }
   int calls = 0, copies = 0;
   size_t max_rows = 0, max_seqs = 0;
   bool row_orders = false;  // UsesRowOrders
@@ -103,6 +109,7 @@ class FakeModel final : public StepModel {
   }
   int32_t bt_;
   std::vector<int32_t> token_, pos_, order_;
+  std::vector<std::pair<int32_t, int32_t>> row_log_;  // (pos, token) of every row computed
 };
 
 // The oracle: generation straight from the history. row_orders: as a single sequence runs in
@@ -432,6 +439,11 @@ class EvenOnly final : public TokenMask {
     return true;
   }
   void Accept(int32_t token) override { seen_->push_back(token); }
+  int32_t AllowedPrefix(std::span<const int32_t> tokens) override {
+    int32_t n = 0;
+    while (n < static_cast<int32_t>(tokens.size()) && tokens[n] % 2 == 0) ++n;
+    return n;
+  }
 
  private:
   std::vector<int32_t>* seen_;
@@ -633,6 +645,8 @@ TEST(SchedulerSpeculationTest, LogprobsPenaltiesStopIdsAndMasksAreUnchanged) {
       if (e.done) accepted = e.usage.accepted_tokens;
     }
     if (masked) EXPECT_EQ(seen, tokens);
+    // Guesses the mask refuses never reach a forward: every row after the prompt is even.
+    if (masked) EXPECT_EQ(s.model->odd_rows_after(r.prompt.size()), 0);
     return std::make_tuple(tokens, logprobs, finish, accepted);
   };
   for (bool masked : {false, true}) {
