@@ -1,12 +1,11 @@
-// Routes of the OpenAI-compatible server (see http_server.h and docs/server.md).
+// Routes of the OpenAI-compatible server (see http_server.h and docs/server.md). The
+// connections (accepting, parsing, deadlines, writing) are connection.h's.
 #include "http_server.h"
 
-#include <httplib.h>
-#include <sys/socket.h>
-
 #include <algorithm>
-#include <cctype>
 #include <chrono>
+#include <exception>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -14,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "connection.h"
+#include "http_message.h"
 #include "metrics_text.h"
 #include "protocol/request.h"
 #include "protocol/response.h"
@@ -30,71 +30,6 @@ constexpr auto kPollInterval = 100ms;
 constexpr auto kKeepAliveInterval = 2s;   // SSE comment when idle, also detects gone clients
 constexpr int kMaxJsonDepth = 64;
 constexpr int kMaxTokenizeIds = 1 << 20;
-constexpr int kRejectThreads = 2;           // answer connections over the limit with 503
-// Accept-queue length. Debian's cpp-httplib 0.11 listens with a backlog of 5 (compiled into its
-// shared library); a burst of connections beyond it overflowed the queue and clients saw
-// "connection reset by peer" (test_server_load: 64 clients at once). Bind() listens again
-// with this backlog (Linux caps it at net.core.somaxconn).
-constexpr int kListenBacklog = 1024;
-
-// Set on the HTTP threads that serve connections over max_connections: every request on them
-// is answered 503 and the connection closed.
-thread_local bool t_over_capacity = false;
-
-// The socket of the request this HTTP thread serves (a thread serves one connection at a time,
-// from reading a request to logging its response). Found once per connection and checked on
-// each use: the cached socket is this request's only while it is open with the same peer port
-// (a new connection from a reused port is a new socket; the old one is closed by then).
-struct CurrentConnection {
-  std::string addr;
-  int port = -1;
-  ConnectionId id;
-};
-thread_local CurrentConnection t_connection;
-
-ConnectionId RequestConnection(const httplib::Request& req) {
-  CurrentConnection& c = t_connection;
-  if (c.port != req.remote_port || c.addr != req.remote_addr || !SameConnection(c.id)) {
-    c = {req.remote_addr, req.remote_port,
-         FindConnection(req.remote_addr, req.remote_port, req.local_port)};
-  }
-  return c.id;
-}
-
-// cpp-httplib's task queue: one worker thread per connection up to max_connections (so an
-// accepted connection never waits in a queue), the rest go to a small pool that answers 503.
-class ConnectionQueue final : public httplib::TaskQueue {
- public:
-  ConnectionQueue(int max_connections, std::atomic<int64_t>* rejected)
-      : max_(max_connections), rejected_(rejected), workers_(max_connections),
-        rejects_(kRejectThreads) {}
-  void enqueue(std::function<void()> fn) override {
-    if (active_.load() >= max_) {
-      ++*rejected_;
-      rejects_.enqueue([fn = std::move(fn)] {
-        t_over_capacity = true;
-        fn();
-        t_over_capacity = false;
-      });
-      return;
-    }
-    ++active_;
-    workers_.enqueue([this, fn = std::move(fn)] {
-      fn();
-      --active_;
-    });
-  }
-  void shutdown() override {
-    workers_.shutdown();
-    rejects_.shutdown();
-  }
-
- private:
-  const int64_t max_;
-  std::atomic<int64_t>* rejected_;
-  std::atomic<int64_t> active_{0};
-  httplib::ThreadPool workers_, rejects_;
-};
 
 int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -108,12 +43,13 @@ std::string ModelIdFromPath(const std::string& path) {
   return name.empty() ? "kiln" : name;
 }
 
-void SendJson(httplib::Response& res, int status, const json& body) {
+void SendJson(HttpResponse& res, int status, const json& body) {
   res.status = status;
-  res.set_content(Dump(body), "application/json");
+  res.body = Dump(body);
+  res.content_type = "application/json";
 }
 
-void SendError(httplib::Response& res, const ApiError& error) {
+void SendError(HttpResponse& res, const ApiError& error) {
   SendJson(res, error.http_status, ErrorBody(error));
 }
 
@@ -199,32 +135,24 @@ struct StreamState {
   }
 };
 
-// Header fields a request may carry; more are answered 431 (cpp-httplib 0.11 has no limit).
-constexpr size_t kMaxHeaderFields = 128;
-
-// RFC 9110 field syntax, which cpp-httplib 0.11 does not check: a name is a token, a value has
-// no control characters but HTAB (a NUL or a bare CR smuggled into a value is a 400).
-std::optional<ApiError> HeaderError(const httplib::Headers& headers) {
-  if (headers.size() > kMaxHeaderFields) {
-    return ApiError{.http_status = 431,
-                    .message = StrFormat("too many header fields (%zu, at most %zu)",
-                                         headers.size(), kMaxHeaderFields),
-                    .code = "request_header_fields_too_large"};
-  }
-  auto tchar = [](unsigned char c) {
-    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
-                                  std::string_view::npos;
+// "%2F" → "/" in a path segment (a model id may be a file path); a bad escape stays as sent.
+std::string PercentDecode(std::string_view s) {
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
   };
-  for (const auto& [name, value] : headers) {
-    bool ok = !name.empty() && std::all_of(name.begin(), name.end(), tchar);
-    for (unsigned char c : value) ok = ok && (c == '\t' || (c >= 0x20 && c != 0x7f));
-    if (!ok) {
-      return ApiError{.message = "malformed HTTP header field (RFC 9110: a token name, a value "
-                                 "without control characters)",
-                      .code = "malformed_header"};
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
     }
   }
-  return std::nullopt;
+  return out;
 }
 
 }  // namespace
@@ -240,61 +168,71 @@ bool ApiKeyMatches(const std::string& presented, const std::string& expected) {
   return diff == 0;
 }
 
-struct HttpServer::Impl {
+// The routes, and the bodies of the requests the connections refuse. Thread-safe: every
+// connection thread calls Handle / Refuse.
+struct HttpServer::Impl final : HttpHandler {
   ServingEngine& engine;
   ServerOptions opt;
   std::string model_id;
   std::vector<std::string> accepted_models;
   std::string fingerprint;
   RequestLimits limits;
-  httplib::Server svr;
   std::atomic<int64_t> in_flight{0};
   std::atomic<int64_t> disconnects{0};
   std::atomic<int64_t> stream_stalls{0};
-  std::atomic<int64_t> rejected_connections{0};
   std::mutex counters_mu;
   std::map<int, int64_t> responses_by_status;
-  ConnectionWatchdog watchdog;
   // Shutdown (Stop): draining from the first call; in-flight requests are cancelled after
   // grace_deadline.
   std::atomic<bool> stop_started{false};
-  std::atomic<bool> draining{false};        // set after grace_deadline
+  std::atomic<bool> draining{false};
   std::atomic<Clock::rep> grace_deadline{0};
-  std::atomic<int> run_state{0};  // 0 Run() not entered, 1 running, 2 returned
-  std::atomic<bool> listen_stopped{false};
-  int listen_fd = -1;  // cpp-httplib's listening socket (found after Bind)
-  ino_t listen_ino = 0;
+  Listener listener;  // last: its connection threads call into the members above
 
   Impl(ServingEngine& e, ServerOptions o)
       : engine(e), opt(std::move(o)),
-        watchdog({.read_timeout_s = opt.read_timeout_s, .idle_timeout_s = opt.idle_timeout_s}) {}
+        listener({.max_body_bytes = opt.max_body_bytes,
+                  .read_timeout_s = opt.read_timeout_s,
+                  .idle_timeout_s = opt.idle_timeout_s,
+                  .write_timeout_s = opt.write_timeout_s,
+                  .max_connections = opt.max_connections > 0 ? opt.max_connections
+                                                             : opt.max_concurrent + 16},
+                 *this) {}
 
   // Draining and past the grace period: in-flight requests must end now.
   bool PastGrace() const {
     return draining.load() && Clock::now().time_since_epoch().count() >= grace_deadline.load();
   }
 
-  void Setup();      // options, limits, error shapes, auth, connection handling
-  void AddRoutes();  // the endpoints
-  bool Authorized(const httplib::Request& req) const;
+  void Handle(const HttpRequest& req, HttpResponse& res) override;
+  void Refuse(Refusal why, const std::string& detail, HttpResponse& res) override;
+  void Route(const HttpRequest& req, HttpResponse& res);
+  void Count(int status) {
+    std::lock_guard<std::mutex> lock(counters_mu);
+    ++responses_by_status[status];
+  }
+  bool Authorized(const HttpRequest& req) const;
   std::optional<ApiError> CheckModel(const std::string& model) const;
   std::optional<ApiError> CheckContext(const CompletionRequest& r) const;
-  void HandleGenerate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
-  void RespondOnce(const httplib::Request& req, httplib::Response& res,
+  void HandleGenerate(const HttpRequest& req, HttpResponse& res, Endpoint endpoint);
+  void RespondOnce(const HttpRequest& req, HttpResponse& res,
                    std::unique_ptr<RequestStream> stream, std::unique_ptr<InFlight> guard,
                    const ParsedRequest& p, ResponseMeta meta);
-  void RespondStream(httplib::Response& res, std::unique_ptr<RequestStream> stream,
+  void RespondStream(HttpResponse& res, std::unique_ptr<RequestStream> stream,
                      std::unique_ptr<InFlight> guard, const ParsedRequest& p, ResponseMeta meta);
-  void HandleTokenize(const httplib::Request& req, httplib::Response& res);
-  void HandleDetokenize(const httplib::Request& req, httplib::Response& res);
+  std::string NextStreamText(StreamState& st);
+  bool WriteStream(StreamState& st, BodyWriter& out);
+  void HandleTokenize(const HttpRequest& req, HttpResponse& res);
+  void HandleDetokenize(const HttpRequest& req, HttpResponse& res);
+  void HandleMetrics(HttpResponse& res);
   json ModelJson() const {
     return json{{"id", model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "kiln"}};
   }
 };
 
-bool HttpServer::Impl::Authorized(const httplib::Request& req) const {
+bool HttpServer::Impl::Authorized(const HttpRequest& req) const {
   if (opt.api_key.empty()) return true;
-  std::string auth = req.get_header_value("Authorization");
+  std::string auth = req.Header("Authorization");
   constexpr std::string_view kBearer = "Bearer ";
   if (auth.size() < kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) return false;
   return ApiKeyMatches(auth.substr(kBearer.size()), opt.api_key);
@@ -327,12 +265,11 @@ std::optional<ApiError> HttpServer::Impl::CheckContext(const CompletionRequest& 
       .code = "context_length_exceeded"};
 }
 
-void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Response& res,
+void HttpServer::Impl::HandleGenerate(const HttpRequest& req, HttpResponse& res,
                                       Endpoint endpoint) {
-  watchdog.Busy(RequestConnection(req));  // the request is read; no read deadline
   auto guard = std::make_unique<InFlight>(&in_flight);
   if (in_flight.load() > opt.max_concurrent) {
-    res.set_header("Retry-After", "1");
+    res.headers.emplace_back("Retry-After", "1");
     return SendError(res, ApiError{.http_status = 429,
                                    .message = "the server is at its limit of concurrent requests; "
                                               "retry shortly",
@@ -359,7 +296,7 @@ void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Resp
   }
 }
 
-void HttpServer::Impl::RespondOnce(const httplib::Request& req, httplib::Response& res,
+void HttpServer::Impl::RespondOnce(const HttpRequest& req, HttpResponse& res,
                                    std::unique_ptr<RequestStream> stream,
                                    std::unique_ptr<InFlight> guard, const ParsedRequest& p,
                                    ResponseMeta meta) {
@@ -370,13 +307,12 @@ void HttpServer::Impl::RespondOnce(const httplib::Request& req, httplib::Respons
   Clock::time_point deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
   // Nothing is written until the answer is complete, so a client that hangs up is noticed by
   // watching its socket for FIN/RST.
-  const int fd = RequestConnection(req).fd;
   Clock::time_point next_check = Clock::now() + kPollInterval;
   for (bool done = false; !done;) {
     std::optional<StreamEvent> ev = stream->Next(kPollInterval);
     if (Clock::now() >= next_check) {
       next_check = Clock::now() + kPollInterval;
-      if (PeerHungUp(fd)) {
+      if (req.client_gone()) {
         stream->Cancel();  // frees its KV blocks at the engine's next step
         ++disconnects;
         return SendError(res, ApiError{.http_status = 499, .message = "client closed request",
@@ -391,7 +327,7 @@ void HttpServer::Impl::RespondOnce(const httplib::Request& req, httplib::Respons
     }
     if (PastGrace()) {
       stream->Cancel();
-      res.set_header("Connection", "close");
+      res.close = true;
       return SendError(res, ShutdownError());
     }
     if (!ev) continue;
@@ -424,7 +360,7 @@ void HttpServer::Impl::RespondOnce(const httplib::Request& req, httplib::Respons
   SendJson(res, 200, CompletionBody(meta, choices, usage, p.sampling.logprobs));
 }
 
-void HttpServer::Impl::RespondStream(httplib::Response& res,
+void HttpServer::Impl::RespondStream(HttpResponse& res,
                                      std::unique_ptr<RequestStream> stream,
                                      std::unique_ptr<InFlight> guard, const ParsedRequest& p,
                                      ResponseMeta meta) {
@@ -440,57 +376,69 @@ void HttpServer::Impl::RespondStream(httplib::Response& res,
   st->text_offsets.assign(st->n, 0);
   st->deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
   st->last_write = Clock::now();
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Accel-Buffering", "no");
-  auto provider = [this, st](size_t /*offset*/, httplib::DataSink& sink) -> bool {
-    std::string out;
-    if (!st->started) {
-      out = st->Start();
-    } else if (PastGrace()) {  // shutdown: the stream's final event
-      out = st->EndWith(ShutdownError());
-    } else if (Clock::now() > st->deadline) {
-      out = st->EndWith({.http_status = 503, .message = "the request timed out",
-                         .type = "server_error", .code = "timeout"});
-    } else if (st->last_event != Clock::time_point{} &&
-               Clock::now() - st->last_event > std::chrono::seconds(opt.stall_timeout_s)) {
-      // Started, then nothing from the engine for longer than any step may take: end the
-      // stream where the client can see it instead of leaving it waiting.
-      ++stream_stalls;
-      out = st->EndWith({.http_status = 503,
-                         .message = StrFormat("the stream made no progress for %d s and was "
-                                              "cancelled", opt.stall_timeout_s),
-                         .type = "server_error", .code = "stream_stalled"});
-    } else if (std::optional<StreamEvent> ev = st->stream->Next(kPollInterval)) {
-      st->last_event = Clock::now();
-      out = st->Render(*ev);
-      // Drain what is already queued so one write carries several events.
-      for (int i = 0; i < 64 && !st->finished; ++i) {
-        std::optional<StreamEvent> more = st->stream->Next(0ms);
-        if (!more) break;
-        out += st->Render(*more);
-      }
-    } else if (Clock::now() - st->last_write > kKeepAliveInterval) {
-      out = ": keep-alive\n\n";
-    }
-    if (!out.empty()) {
-      if (!sink.write(out.data(), out.size())) return false;
-      st->last_write = Clock::now();
-    }
-    if (st->finished) sink.done();
-    return true;
-  };
-  auto releaser = [this, st](bool success) {
+  res.content_type = "text/event-stream";
+  res.headers.emplace_back("Cache-Control", "no-cache");
+  res.headers.emplace_back("X-Accel-Buffering", "no");
+  res.stream = [this, st](BodyWriter& out) {
+    const bool complete = WriteStream(*st, out);
     if (!st->finished) {
       st->stream->Cancel();  // the client went away: free its KV blocks
       ++disconnects;
     }
     st->in_flight.reset();
+    return complete;
   };
-  res.set_chunked_content_provider("text/event-stream", provider, releaser);
 }
 
-void HttpServer::Impl::HandleTokenize(const httplib::Request& req, httplib::Response& res) {
-  watchdog.Busy(RequestConnection(req));
+// The stream's next piece of SSE text, waiting at most kPollInterval for the engine; "" when
+// there is nothing to send yet.
+std::string HttpServer::Impl::NextStreamText(StreamState& st) {
+  if (!st.started) return st.Start();
+  if (PastGrace()) return st.EndWith(ShutdownError());  // shutdown: the stream's final event
+  if (Clock::now() > st.deadline) {
+    return st.EndWith({.http_status = 503, .message = "the request timed out",
+                       .type = "server_error", .code = "timeout"});
+  }
+  if (st.last_event != Clock::time_point{} &&
+      Clock::now() - st.last_event > std::chrono::seconds(opt.stall_timeout_s)) {
+    // Started, then nothing from the engine for longer than any step may take: end the
+    // stream where the client can see it instead of leaving it waiting.
+    ++stream_stalls;
+    return st.EndWith({.http_status = 503,
+                       .message = StrFormat("the stream made no progress for %d s and was "
+                                            "cancelled", opt.stall_timeout_s),
+                       .type = "server_error", .code = "stream_stalled"});
+  }
+  if (std::optional<StreamEvent> ev = st.stream->Next(kPollInterval)) {
+    st.last_event = Clock::now();
+    std::string out = st.Render(*ev);
+    // Drain what is already queued so one write carries several events.
+    for (int i = 0; i < 64 && !st.finished; ++i) {
+      std::optional<StreamEvent> more = st.stream->Next(0ms);
+      if (!more) break;
+      out += st.Render(*more);
+    }
+    return out;
+  }
+  if (Clock::now() - st.last_write > kKeepAliveInterval) return ": keep-alive\n\n";
+  return "";
+}
+
+// Writes the stream until [DONE]; false when the client went away first (a failed write, or
+// its socket closed or reset, checked between events).
+bool HttpServer::Impl::WriteStream(StreamState& st, BodyWriter& out) {
+  while (!st.finished) {
+    const std::string text = NextStreamText(st);
+    if (!text.empty()) {
+      if (!out.Write(text)) return false;
+      st.last_write = Clock::now();
+    }
+    if (!st.finished && out.ClientGone()) return false;
+  }
+  return true;
+}
+
+void HttpServer::Impl::HandleTokenize(const HttpRequest& req, HttpResponse& res) {
   json j;
   if (auto err = ParseJsonBody(req.body, kMaxJsonDepth, &j)) return SendError(res, *err);
   if (!j.is_object()) return SendError(res, {.message = "request body must be a JSON object"});
@@ -533,8 +481,7 @@ void HttpServer::Impl::HandleTokenize(const httplib::Request& req, httplib::Resp
   SendJson(res, 200, json{{"count", ids.size()}, {"tokens", ids}});
 }
 
-void HttpServer::Impl::HandleDetokenize(const httplib::Request& req, httplib::Response& res) {
-  watchdog.Busy(RequestConnection(req));
+void HttpServer::Impl::HandleDetokenize(const HttpRequest& req, HttpResponse& res) {
   json j;
   if (auto err = ParseJsonBody(req.body, kMaxJsonDepth, &j)) return SendError(res, *err);
   if (!j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) {
@@ -557,129 +504,120 @@ void HttpServer::Impl::HandleDetokenize(const httplib::Request& req, httplib::Re
   SendJson(res, 200, json{{"prompt", engine.Detokenize(ids)}});
 }
 
-void HttpServer::Impl::Setup() {
-  limits.n_vocab = engine.Info().n_vocab;
-  limits.max_n = opt.max_n;
-  svr.set_payload_max_length(opt.max_body_bytes);
-  // Per read; the watchdog's deadline on the whole request comes first (a clean 408).
-  svr.set_read_timeout(opt.read_timeout_s + 1, 0);
-  svr.set_write_timeout(opt.write_timeout_s, 0);
-  svr.set_keep_alive_timeout(opt.idle_timeout_s);
-  svr.set_keep_alive_max_count(100);
-  const int max_connections =
-      opt.max_connections > 0 ? opt.max_connections : opt.max_concurrent + 16;
-  svr.new_task_queue = [this, max_connections] {
-    return new ConnectionQueue(max_connections, &rejected_connections);
-  };
-  // After each response is written (streams included): the connection is idle again.
-  svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    watchdog.Done(RequestConnection(req));
-    if (res.get_header_value("Connection") == "close") EndConnection(RequestConnection(req));
-  });
-  if (opt.cors) {
-    svr.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
-    svr.Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) {
-      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
-      res.set_header("Access-Control-Max-Age", "86400");
-      res.status = 204;
-    });
-  }
-  svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (t_over_capacity || draining.load()) {
-      res.set_header("Connection", "close");
-      if (draining.load()) {
-        SendError(res, ShutdownError());
-      } else {
-        res.set_header("Retry-After", "1");
-        SendError(res, ApiError{.http_status = 503,
-                                .message = "the server is at its limit of open connections; "
-                                           "retry shortly",
-                                .type = "server_error", .code = "too_many_connections"});
-      }
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (auto err = HeaderError(req.headers)) {
-      res.set_header("Connection", "close");
-      SendError(res, *err);
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    bool protected_path = req.path.starts_with("/v1/") || req.path == "/tokenize" ||
-                          req.path == "/detokenize";
-    if (req.method != "OPTIONS" && protected_path && !Authorized(req)) {
-      SendError(res, ApiError{.http_status = 401,
-                              .message = "invalid or missing API key (Authorization: Bearer KEY)",
-                              .type = "invalid_request_error", .code = "invalid_api_key"});
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  svr.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
-    std::lock_guard<std::mutex> lock(counters_mu);
-    ++responses_by_status[res.status];
-  });
-  // Every 4xx/5xx httplib produces itself (404 route, 413 body, 400 request line) gets
-  // OpenAI's error shape too.
-  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    ApiError err{.http_status = res.status, .message = StrFormat("HTTP error %d", res.status)};
-    if (res.status == 400) err.message = "malformed HTTP request";
-    if (res.status == 404) err.message = "no route for " + req.method + " " + req.path;
-    if (res.status == 413) err.message = "request body too large";
-    if (res.status >= 500) err.type = "server_error";
-    res.set_content(Dump(ErrorBody(err)), "application/json");
-  });
-  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                               std::exception_ptr) {
+void HttpServer::Impl::Handle(const HttpRequest& req, HttpResponse& res) {
+  if (opt.cors) res.headers.emplace_back("Access-Control-Allow-Origin", "*");
+  try {
+    Route(req, res);
+  } catch (const std::exception&) {  // third-party code (JSON) that threw past its call site
+    res = HttpResponse{};
+    if (opt.cors) res.headers.emplace_back("Access-Control-Allow-Origin", "*");
     SendError(res, ApiError{.http_status = 500, .message = "internal error",
                             .type = "server_error"});
-  });
-  AddRoutes();
+  }
+  Count(res.status);
 }
 
-void HttpServer::Impl::AddRoutes() {
-  svr.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleGenerate(req, res, Endpoint::kChat);
-  });
-  svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleGenerate(req, res, Endpoint::kCompletion);
-  });
-  svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, json{{"object", "list"}, {"data", json::array({ModelJson()})}});
-  });
-  svr.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
-    if (auto err = CheckModel(req.matches[1].str())) return SendError(res, *err);
-    SendJson(res, 200, ModelJson());
-  });
-  svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, json{{"status", "ok"}});
-  });
-  svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    HttpCounters http;
-    {
-      std::lock_guard<std::mutex> lock(counters_mu);
-      http.responses_by_status = responses_by_status;
+void HttpServer::Impl::Refuse(Refusal why, const std::string& detail, HttpResponse& res) {
+  if (opt.cors) res.headers.emplace_back("Access-Control-Allow-Origin", "*");
+  ApiError err;
+  switch (why) {
+    case Refusal::kMalformedRequest:
+      err = {.message = "malformed HTTP request: " + detail, .code = "malformed_request"};
+      break;
+    case Refusal::kMalformedHeader:
+      err = {.message = "malformed HTTP header field (RFC 9110/9112: a token name, a colon, a "
+                        "value without control characters, no line folding): " + detail,
+             .code = "malformed_header"};
+      break;
+    case Refusal::kHeaderTooLarge:
+      err = {.http_status = 431,
+             .message = StrFormat("request header fields too large (at most %zu fields, %zu "
+                                  "bytes): %s", kMaxHeaderFields, kMaxHeaderBytes, detail.c_str()),
+             .code = "request_header_fields_too_large"};
+      break;
+    case Refusal::kBodyTooLarge:
+      err = {.http_status = 413,
+             .message = StrFormat("request body too large (at most %zu bytes)", opt.max_body_bytes),
+             .code = "request_too_large"};
+      break;
+    case Refusal::kReadTimeout:
+      err = {.http_status = 408,
+             .message = "the request was not received in time (request read timeout)",
+             .code = "request_timeout"};
+      break;
+    case Refusal::kOverCapacity:
+      res.headers.emplace_back("Retry-After", "1");
+      err = {.http_status = 503,
+             .message = "the server is at its limit of open connections; retry shortly",
+             .type = "server_error", .code = "too_many_connections"};
+      break;
+    case Refusal::kShuttingDown:
+      err = ShutdownError();
+      break;
+  }
+  SendError(res, err);
+  Count(res.status);
+}
+
+void HttpServer::Impl::Route(const HttpRequest& req, HttpResponse& res) {
+  const std::string& method = req.method;
+  const std::string& path = req.path;
+  if (opt.cors && method == "OPTIONS") {
+    res.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.headers.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    res.headers.emplace_back("Access-Control-Max-Age", "86400");
+    res.status = 204;
+    return;
+  }
+  const bool protected_path =
+      path.starts_with("/v1/") || path == "/tokenize" || path == "/detokenize";
+  if (protected_path && !Authorized(req)) {
+    return SendError(res, ApiError{.http_status = 401,
+                                   .message = "invalid or missing API key (Authorization: Bearer KEY)",
+                                   .type = "invalid_request_error", .code = "invalid_api_key"});
+  }
+  constexpr std::string_view kModelPrefix = "/v1/models/";
+  if (method == "POST") {
+    if (path == "/v1/chat/completions") return HandleGenerate(req, res, Endpoint::kChat);
+    if (path == "/v1/completions") return HandleGenerate(req, res, Endpoint::kCompletion);
+    if (path == "/tokenize") return HandleTokenize(req, res);
+    if (path == "/detokenize") return HandleDetokenize(req, res);
+  } else if (method == "GET") {
+    if (path == "/v1/models") {
+      return SendJson(res, 200, json{{"object", "list"}, {"data", json::array({ModelJson()})}});
     }
-    http.in_flight = in_flight.load();
-    http.client_disconnects = disconnects.load();
-    http.connections_open = watchdog.open_connections();
-    http.connections_rejected = rejected_connections.load();
-    http.read_timeouts = watchdog.read_timeouts();
-    http.stream_stalls = stream_stalls.load();
-    res.set_content(PrometheusText(engine.Metrics(), http), "text/plain; version=0.0.4");
-  });
-  svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleTokenize(req, res);
-  });
-  svr.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleDetokenize(req, res);
-  });
-  auto page = [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(reinterpret_cast<const char*>(kIndexHtml), kIndexHtmlSize,
-                    "text/html; charset=utf-8");
-  };
-  svr.Get("/", page);
-  svr.Get("/index.html", page);
+    if (path.starts_with(kModelPrefix) && path.size() > kModelPrefix.size()) {
+      if (auto err = CheckModel(PercentDecode(path.substr(kModelPrefix.size())))) {
+        return SendError(res, *err);
+      }
+      return SendJson(res, 200, ModelJson());
+    }
+    if (path == "/health") return SendJson(res, 200, json{{"status", "ok"}});
+    if (path == "/metrics") return HandleMetrics(res);
+    if (path == "/" || path == "/index.html") {
+      res.body.assign(reinterpret_cast<const char*>(kIndexHtml), kIndexHtmlSize);
+      res.content_type = "text/html; charset=utf-8";
+      return;
+    }
+  }
+  SendError(res, ApiError{.http_status = 404, .message = "no route for " + method + " " + path});
+}
+
+void HttpServer::Impl::HandleMetrics(HttpResponse& res) {
+  HttpCounters http;
+  {
+    std::lock_guard<std::mutex> lock(counters_mu);
+    http.responses_by_status = responses_by_status;
+  }
+  const ConnectionShared& conns = listener.shared();
+  http.in_flight = in_flight.load();
+  http.client_disconnects = disconnects.load();
+  http.connections_open = conns.open.load();
+  http.connections_rejected = conns.rejected.load();
+  http.read_timeouts = conns.read_timeouts.load();
+  http.stream_stalls = stream_stalls.load();
+  res.body = PrometheusText(engine.Metrics(), http);
+  res.content_type = "text/plain; version=0.0.4";
 }
 
 HttpServer::HttpServer(ServingEngine& engine, ServerOptions options)
@@ -692,54 +630,31 @@ HttpServer::HttpServer(ServingEngine& engine, ServerOptions options)
   impl_->accepted_models.push_back(model_id_);
   impl_->accepted_models.push_back(engine.Info().path);
   impl_->fingerprint = "kiln-0.1.0-" + engine.Info().architecture;
-  impl_->Setup();
+  impl_->limits.n_vocab = engine.Info().n_vocab;
+  impl_->limits.max_n = impl_->opt.max_n;
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
 Status HttpServer::Bind() {
-  if (impl_->opt.port == 0) {
-    port_ = impl_->svr.bind_to_any_port(impl_->opt.host);
-    if (port_ <= 0) return Unavailable("cannot bind %s", impl_->opt.host.c_str());
-  } else {
-    if (!impl_->svr.bind_to_port(impl_->opt.host, impl_->opt.port)) {
-      return Unavailable("cannot listen on %s:%d (address in use or not local?)",
-                         impl_->opt.host.c_str(), impl_->opt.port);
-    }
-    port_ = impl_->opt.port;
-  }
-  impl_->watchdog.Start(port_);
-  impl_->listen_fd = FindListeningSocket(port_, &impl_->listen_ino);
-  if (impl_->listen_fd >= 0 && ::listen(impl_->listen_fd, kListenBacklog) != 0) {
-    return Unavailable("cannot set the listen backlog on %s:%d", impl_->opt.host.c_str(), port_);
-  }
-  return Status::Ok();
+  Status bound = impl_->listener.Bind(impl_->opt.host, impl_->opt.port);
+  if (bound.ok()) port_ = impl_->listener.port();
+  return bound;
 }
 
 void HttpServer::Run() {
-  impl_->run_state.store(1);
-  if (!impl_->draining.load()) impl_->svr.listen_after_bind();
-  impl_->run_state.store(2);
+  if (!impl_->draining.load()) impl_->listener.Run();
 }
 
 void HttpServer::Stop() {
   Impl& m = *impl_;
-  if (!m.stop_started.exchange(true)) {
-    const Clock::time_point grace = Clock::now() + std::chrono::seconds(m.opt.shutdown_grace_s);
-    m.grace_deadline.store(grace.time_since_epoch().count());
-    m.draining.store(true);
-    m.watchdog.Drain(grace + 1s);  // then every connection is closed, blocked writes included
-  }
-  if (m.listen_stopped.exchange(true)) return;
-  // Refuse new connections now; the listen loop then ends and waits for the HTTP threads,
-  // which end as the in-flight requests do (see PastGrace) or the watchdog closes them.
-  if (m.listen_fd >= 0 && ShutDownListeningSocket(m.listen_fd, m.listen_ino)) return;
-  // Fallback (socket not found): cpp-httplib's stop, which also cuts streams short. Run() may
-  // be between its check of `draining` and the listen loop: wait for it.
-  for (int i = 0; i < 1000 && m.run_state.load() == 1 && !m.svr.is_running(); ++i) {
-    std::this_thread::sleep_for(1ms);
-  }
-  if (m.svr.is_running()) m.svr.stop();
+  if (m.stop_started.exchange(true)) return;
+  const Clock::time_point grace = Clock::now() + std::chrono::seconds(m.opt.shutdown_grace_s);
+  m.grace_deadline.store(grace.time_since_epoch().count());
+  m.draining.store(true);
+  // New connections are refused from now; then every connection is closed, blocked writes
+  // included, a second after the grace period.
+  m.listener.Drain(grace + 1s);
 }
 
 }  // namespace kiln::server
