@@ -1,8 +1,9 @@
 """`kiln serve` under stress from the outside: a cold ~2,000-token prompt arriving while a stream
 decodes (chunked prefill keeps the stream going), SIGTERM in the middle of a long prefill (the
 server stops accepting at once, ends streams with a final event, exits within seconds), clients
-that send a request a byte at a time (slowloris: 408 after --read-timeout) and more connections
-than --max-connections (503). Everything on 127.0.0.1, every socket with its own timeout."""
+that send a request a byte at a time (slowloris: 408 after --read-timeout), more connections
+than --max-connections (503), and malformed HTTP (a hostile-request corpus: 400 / 431, the
+connection closed). Everything on 127.0.0.1, every socket with its own timeout."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import socket
 import threading
 import time
 
-from test_server_util import Server, metrics, post, running_server, stream_lines
+from test_server_util import Server, get, metrics, post, running_server, stream_lines, validate
 
 COLD_WORDS = 520  # "w0 w1 … w519": about 1,970 tokens with SmolLM2's tokenizer (checked below)
 CHUNK = 256
@@ -242,3 +243,60 @@ def test_client_port_reuse_does_not_cut_a_stream():
         m = metrics(srv.base)
         assert m["kiln_http_request_read_timeouts_total"] == 0
         assert m["kiln_http_client_disconnects_total"] == 0
+
+
+def exchange_until_closed(port: int, data: bytes) -> tuple[bytes, float]:
+    """Sends data on a new connection; what comes back until the server closes it, and when."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        t0 = time.time()
+        sock.sendall(data)
+        reply = read_until_closed(sock)
+        return reply, time.time() - t0
+
+
+def test_malformed_http_is_refused_and_the_connection_closed():
+    """#22's hostile-request corpus: the HTTP library before Boost.Beast (cpp-httplib 0.11)
+    dropped a field line without a colon and answered 200. Each request below asks for
+    keep-alive; each must get its status with an OpenAI-shaped error and the connection
+    closed at once (well before --idle-timeout), and the server keeps serving."""
+    head = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n"
+    corpus = [
+        (head + b"X-A: a\r\nNoColonHere\r\n\r\n", 400, "malformed_header"),
+        (head + b"no colon at all\r\n\r\n", 400, "malformed_header"),
+        (head + b"X-A: a\r\n folded\r\n\r\n", 400, "malformed_header"),
+        (head + b"X-A: a\r\n\tfolded\r\n\r\n", 400, "malformed_header"),
+        (head + b"X-A: a\x00b\r\n\r\n", 400, "malformed_header"),
+        (head + b"X-A: a\x7fb\r\n\r\n", 400, "malformed_header"),
+        (head + b"Bad Name: v\r\n\r\n", 400, "malformed_header"),
+        (b"GET /v1/models HTTP/1.x\r\nHost: x\r\n\r\n", 400, "malformed_request"),
+        (b"GET /v1/models HTTP/9.9\r\nHost: x\r\n\r\n", 400, "malformed_request"),
+        (b"GET /v1/models\r\nHost: x\r\n\r\n", 400, "malformed_request"),
+        (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "malformed_request"),
+        (head + b"".join(b"X-%d: v\r\n" % i for i in range(3000)) + b"\r\n", 431,
+         "request_header_fields_too_large"),
+        (head + b"X-Big: " + b"a" * (100 << 10) + b"\r\n\r\n", 431, "request_header_fields_too_large"),
+    ]
+    with running_server("--idle-timeout", "5") as srv:
+        before = metrics(srv.base)
+        for data, status, code in corpus:
+            reply, took = exchange_until_closed(srv.port, data)
+            what = data[:60]
+            assert reply.startswith(b"HTTP/1.1 %d " % status), (what, reply[:200])
+            header, _, body = reply.partition(b"\r\n\r\n")
+            assert b"\r\nConnection: close" in header, (what, header)
+            error = json.loads(body)
+            validate("ErrorResponse", error)
+            assert error["error"]["code"] == code, (what, error)
+            assert took < 2, (what, took)
+            assert srv.alive()
+        after = metrics(srv.base)
+        n_400 = sum(1 for _, status, _ in corpus if status == 400)
+        key = 'kiln_http_responses_total{code="400"}'
+        assert after.get(key, 0) - before.get(key, 0) == n_400
+        # A well-formed request on a kept-alive connection still works, twice on one socket.
+        reply, _ = exchange_until_closed(
+            srv.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert reply.count(b"HTTP/1.1 200 ") == 2, reply
+        assert get(srv.base, "/health").status_code == 200
