@@ -8,7 +8,7 @@ cd "$ROOT"
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git curl
   libgtest-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev libcurl4-openssl-dev
-  libbenchmark-dev libcpp-httplib-dev libedit-dev
+  libbenchmark-dev libboost-dev libcpp-httplib-dev libedit-dev
   ccache clang-14 libclang-rt-14-dev chromium tmux
   g++-aarch64-linux-gnu qemu-user-static googletest)  # scripts/test_arm.sh
 # PyPI pins: the oracles and fixture tools (torch/transformers only for tools/gen_tiny_models.py,

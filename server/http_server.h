@@ -1,6 +1,6 @@
-// kiln's OpenAI-compatible HTTP server (cpp-httplib): routes, auth, limits, SSE streaming.
-// Owns its listening socket and HTTP worker threads; talks to the engine only through
-// ServingEngine (any thread). One instance serves one model.
+// kiln's OpenAI-compatible HTTP server: routes, auth, limits, SSE streaming (HTTP/1.1 by
+// Boost.Beast in connection.cc). Owns its listening socket and connection threads; talks to
+// the engine only through ServingEngine (any thread). One instance serves one model.
 #pragma once
 
 #include <atomic>

@@ -636,7 +636,8 @@ TEST_F(HttpServerTest, MalformedRequestLinesAndFramingAreRefused) {
 }
 
 // Keep-alive: pipelined requests are answered in order on one connection; "Connection:
-// close" ends it after its response. A chunked request body and "Expect: 100-continue" work.
+// close" ends it after its response. Chunked request bodies, HEAD, HTTP/1.0 and "Expect:
+// 100-continue" work.
 TEST_F(HttpServerTest, KeepAlivePipeliningChunkedBodies) {
   Start({});
   const std::string body = R"({"prompt":"AB"})";
@@ -656,6 +657,15 @@ TEST_F(HttpServerTest, KeepAlivePipeliningChunkedBodies) {
   EXPECT_NE(reply.find(R"({"status":"ok"})"), std::string::npos);
   EXPECT_NE(reply.find(R"("tokens":[65,66])"), std::string::npos) << reply;
   EXPECT_NE(reply.find(R"("object":"list")", third), std::string::npos);
+  // HEAD: GET's status and fields, no body. HTTP/1.0: no keep-alive unless asked for.
+  reply = ExchangeUntilClosed(server_->port(),
+                              "HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 200 ")) << reply;
+  EXPECT_NE(reply.find("Content-Length: 15\r\n"), std::string::npos) << reply;
+  EXPECT_TRUE(reply.ends_with("\r\n\r\n")) << reply;
+  reply = ExchangeUntilClosed(server_->port(), "GET /health HTTP/1.0\r\n\r\n");
+  EXPECT_TRUE(reply.starts_with("HTTP/1.0 200 ")) << reply;
+  EXPECT_TRUE(reply.ends_with(R"({"status":"ok"})")) << reply;
   // A client that waits for 100 Continue before sending its body.
   int fd = Connect(server_->port());
   ASSERT_GE(fd, 0);
