@@ -17,6 +17,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <string_view>
 
@@ -40,7 +41,8 @@ constexpr size_t kMaxQueuedRejects = 256;  // beyond: closed without an answer
 constexpr size_t kMaxIovecs = 16;
 
 int PollMs(Clock::duration left) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::min<Clock::duration>(left, kSlice));
+  const Clock::duration wait = std::min<Clock::duration>(left, kSlice);
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait);
   return static_cast<int>(std::max<int64_t>(ms.count(), 0));
 }
 
@@ -71,7 +73,9 @@ Refusal RefusalFor(const beast::error_code& ec) {
   if (ec == http::error::body_limit) return Refusal::kBodyTooLarge;
   // Beast's words for a field line without a colon or with a non-token name (bad_field) and
   // for a value with a control character: NUL, DEL, … (bad_value).
-  if (ec == http::error::bad_field || ec == http::error::bad_value) return Refusal::kMalformedHeader;
+  if (ec == http::error::bad_field || ec == http::error::bad_value) {
+    return Refusal::kMalformedHeader;
+  }
   return Refusal::kMalformedRequest;
 }
 
@@ -95,7 +99,9 @@ HttpRequest ToRequest(Parser::value_type& msg) {
   req.method = msg.method() == http::verb::head ? "GET" : Str(msg.method_string());
   const std::string target = Str(msg.target());
   req.path = target.substr(0, target.find('?'));
-  for (const auto& field : msg) req.headers.emplace_back(Str(field.name_string()), Str(field.value()));
+  for (const auto& field : msg) {
+    req.headers.emplace_back(Str(field.name_string()), Str(field.value()));
+  }
   req.body = std::move(msg.body());
   return req;
 }
@@ -392,7 +398,13 @@ std::string HttpRequest::Header(std::string_view name) const {
 
 void ServeConnection(int fd, bool over_capacity, const ConnectionLimits& limits,
                      ConnectionShared& shared, HttpHandler& handler) {
-  Connection(fd, limits, shared).Serve(over_capacity, handler);
+  Connection connection(fd, limits, shared);
+  try {
+    connection.Serve(over_capacity, handler);
+  } catch (const std::exception&) {
+    // Beast may throw (std::bad_alloc, std::length_error): the connection ends, the server
+    // goes on.
+  }
 }
 
 void ThreadPool::Post(std::function<void()> task) {
@@ -528,7 +540,9 @@ void Listener::Accept(int fd) {
     --shared_.open;
     return;
   }
-  rejects_.Post([this, fd] { ServeConnection(fd, /*over_capacity=*/true, limits_, shared_, handler_); });
+  rejects_.Post([this, fd] {
+    ServeConnection(fd, /*over_capacity=*/true, limits_, shared_, handler_);
+  });
 }
 
 void Listener::Drain(Clock::time_point hard_deadline) {

@@ -571,10 +571,10 @@ void HttpServer::Impl::Route(const HttpRequest& req, HttpResponse& res) {
   }
   const bool protected_path =
       path.starts_with("/v1/") || path == "/tokenize" || path == "/detokenize";
-  if (protected_path && !Authorized(req)) {
-    return SendError(res, ApiError{.http_status = 401,
-                                   .message = "invalid or missing API key (Authorization: Bearer KEY)",
-                                   .type = "invalid_request_error", .code = "invalid_api_key"});
+  if (method != "OPTIONS" && protected_path && !Authorized(req)) {
+    return SendError(res, ApiError{
+        .http_status = 401, .message = "invalid or missing API key (Authorization: Bearer KEY)",
+        .type = "invalid_request_error", .code = "invalid_api_key"});
   }
   constexpr std::string_view kModelPrefix = "/v1/models/";
   if (method == "POST") {

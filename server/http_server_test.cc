@@ -586,7 +586,8 @@ std::string ExchangeUntilClosed(int port, const std::string& request) {
 TEST_F(HttpServerTest, MalformedOrTooManyHeaderFieldsAreRefused) {
   Start({});
   auto send_raw = [&](const std::string& headers) {
-    return ExchangeUntilClosed(server_->port(), "GET /health HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n");
+    return ExchangeUntilClosed(server_->port(),
+                               "GET /health HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n");
   };
   auto expect_400 = [](const std::string& reply, const char* code) {
     EXPECT_TRUE(reply.starts_with("HTTP/1.1 400 ")) << reply;
@@ -620,7 +621,8 @@ TEST_F(HttpServerTest, MalformedRequestLinesAndFramingAreRefused) {
   Start({});
   for (const char* line : {"GET /health HTTP/1.x", "GET /health HTTP/11", "GET /health HTTX/1.1",
                            "GET /health HTTP/2.0", "GET /health", "G@T /health HTTP/1.1"}) {
-    std::string reply = ExchangeUntilClosed(server_->port(), std::string(line) + "\r\nHost: x\r\n\r\n");
+    std::string reply =
+        ExchangeUntilClosed(server_->port(), std::string(line) + "\r\nHost: x\r\n\r\n");
     EXPECT_TRUE(reply.starts_with("HTTP/1.1 400 ")) << line << ": " << reply;
     EXPECT_NE(reply.find("\"code\":\"malformed_request\""), std::string::npos) << reply;
   }
@@ -648,7 +650,8 @@ TEST_F(HttpServerTest, KeepAlivePipeliningChunkedBodies) {
                      "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   std::string reply = ExchangeUntilClosed(server_->port(), reqs);
   std::vector<size_t> starts;
-  for (size_t at = reply.find("HTTP/1.1 "); at != std::string::npos; at = reply.find("HTTP/1.1 ", at + 1)) {
+  for (size_t at = reply.find("HTTP/1.1 "); at != std::string::npos;
+       at = reply.find("HTTP/1.1 ", at + 1)) {
     EXPECT_EQ(reply.compare(at, 13, "HTTP/1.1 200 "), 0) << reply;
     starts.push_back(at);
   }
@@ -670,7 +673,8 @@ TEST_F(HttpServerTest, KeepAlivePipeliningChunkedBodies) {
   int fd = Connect(server_->port());
   ASSERT_GE(fd, 0);
   std::string head = "POST /tokenize HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                     "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+                     "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
+                     "\r\n\r\n";
   ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
   char buf[256];
   ssize_t n = recv(fd, buf, sizeof buf, 0);
