@@ -660,6 +660,20 @@ TEST_F(HttpServerTest, KeepAlivePipeliningChunkedBodies) {
   EXPECT_NE(reply.find(R"({"status":"ok"})"), std::string::npos);
   EXPECT_NE(reply.find(R"("tokens":[65,66])"), std::string::npos) << reply;
   EXPECT_NE(reply.find(R"("object":"list")", third), std::string::npos);
+  // At most kMaxRequestsPerConnection requests on one connection: the 100th response says
+  // "Connection: close", and the 101st request is not answered.
+  std::string hundred_and_one;
+  for (int i = 0; i < 101; ++i) hundred_and_one += "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  reply = ExchangeUntilClosed(server_->port(), hundred_and_one);
+  size_t n_ok = 0, last = 0;
+  for (size_t at = reply.find("HTTP/1.1 200 "); at != std::string::npos;
+       at = reply.find("HTTP/1.1 200 ", at + 1)) {
+    ++n_ok;
+    last = at;
+  }
+  EXPECT_EQ(n_ok, 100u);
+  EXPECT_NE(reply.find("Connection: close\r\n", last), std::string::npos);
+  EXPECT_EQ(reply.find("Connection: close\r\n"), reply.find("Connection: close\r\n", last));
   // HEAD: GET's status and fields, no body. HTTP/1.0: no keep-alive unless asked for.
   reply = ExchangeUntilClosed(server_->port(),
                               "HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
