@@ -31,18 +31,6 @@ constexpr auto kKeepAliveInterval = 2s;   // SSE comment when idle, also detects
 constexpr int kMaxJsonDepth = 64;
 constexpr int kMaxTokenizeIds = 1 << 20;
 
-int64_t UnixNow() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string ModelIdFromPath(const std::string& path) {
-  std::string name = path.substr(path.find_last_of('/') + 1);
-  if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
-  return name.empty() ? "kiln" : name;
-}
-
 void SendJson(HttpResponse& res, int status, const json& body) {
   res.status = status;
   res.body = Dump(body);
@@ -70,52 +58,34 @@ class InFlight {
   std::atomic<int64_t>* counter_;
 };
 
-// One streaming response: turns engine events into SSE text.
+// One streaming response: turns engine events into SSE text (the chunks are the shared
+// builder's, include/kiln/openai_response.h).
 struct StreamState {
   std::unique_ptr<RequestStream> stream;
   std::unique_ptr<InFlight> in_flight;
-  ResponseMeta meta;
-  bool include_usage = false;
-  bool want_logprobs = false;
-  int32_t n = 1;
-  std::vector<size_t> text_offsets;
-  bool tools = false;                   // tool calls possible: split text into calls (#7)
-  std::vector<ToolCallParser> parsers;  // one per choice when `tools`
+  ChunkRenderer renderer;
   bool started = false, finished = false;
   Clock::time_point deadline, last_write;
   Clock::time_point last_event;  // the engine's last event; unset until the first one
 
+  StreamState(ResponseMeta meta, const ParsedRequest& p) : renderer(std::move(meta), p) {}
+
   std::string Start() {
     started = true;
-    std::string out;
-    if (meta.endpoint == Endpoint::kChat) {
-      for (int32_t i = 0; i < n; ++i) out += SseData(RoleChunk(meta, i, include_usage));
-    }
-    return out;
+    std::vector<std::string> chunks;
+    renderer.Start(&chunks);
+    return Frame(chunks);
   }
 
   std::string Render(const StreamEvent& ev) {
+    std::vector<std::string> chunks;
     std::string out;
-    bool valid_choice = ev.choice >= 0 && ev.choice < n;
-    if (valid_choice && ev.finish_reason == "error") {
-      ApiError err{.http_status = 500, .message = ev.error.empty() ? "generation failed" : ev.error,
-                   .type = "server_error"};
-      out += SseData(ErrorBody(err));
-    } else if (valid_choice && tools) {
-      ToolCallParser::Output o = parsers[ev.choice].Feed(ev.text);
-      std::optional<std::string> reason;
-      if (ev.finish_reason) {
-        reason = openai::FinishReason(*ev.finish_reason, parsers[ev.choice].IsToolCall());
-      }
-      if (!o.content.empty() || !o.calls.empty() || reason || !ev.logprobs.empty()) {
-        out += SseData(ToolCallChunk(meta, ev.choice, o.content, o.calls, reason, ev.logprobs,
-                                     want_logprobs, include_usage));
-      }
-    } else if (valid_choice && (!ev.text.empty() || ev.finish_reason || !ev.logprobs.empty())) {
-      out += SseData(EventChunk(meta, ev, want_logprobs, include_usage, text_offsets[ev.choice]));
-      text_offsets[ev.choice] += ev.text.size();
+    if (std::optional<ApiError> err = renderer.Render(ev, &chunks)) out += SseData(ErrorBody(*err));
+    out += Frame(chunks);
+    if (renderer.finished()) {
+      finished = true;
+      out += "data: [DONE]\n\n";
     }
-    if (ev.done) out += Finish(ev.usage);
     return out;
   }
 
@@ -127,11 +97,10 @@ struct StreamState {
     return SseData(ErrorBody(error)) + "data: [DONE]\n\n";
   }
 
-  std::string Finish(const Usage& usage) {
-    finished = true;
+  static std::string Frame(const std::vector<std::string>& chunks) {
     std::string out;
-    if (include_usage) out += SseData(UsageChunk(meta, usage));
-    return out + "data: [DONE]\n\n";
+    for (const std::string& c : chunks) out += SseData(c);
+    return out;
   }
 };
 
@@ -213,7 +182,6 @@ struct HttpServer::Impl final : HttpHandler {
   }
   bool Authorized(const HttpRequest& req) const;
   std::optional<ApiError> CheckModel(const std::string& model) const;
-  std::optional<ApiError> CheckContext(const CompletionRequest& r) const;
   void HandleGenerate(const HttpRequest& req, HttpResponse& res, Endpoint endpoint);
   void RespondOnce(const HttpRequest& req, HttpResponse& res,
                    std::unique_ptr<RequestStream> stream, std::unique_ptr<InFlight> guard,
@@ -249,22 +217,6 @@ std::optional<ApiError> HttpServer::Impl::CheckModel(const std::string& model) c
                   .code = "model_not_found"};
 }
 
-// OpenAI rejects prompt + max_tokens beyond the context instead of silently clamping.
-std::optional<ApiError> HttpServer::Impl::CheckContext(const CompletionRequest& r) const {
-  int64_t n_prompt = static_cast<int64_t>(r.prompt_ids.size());
-  int64_t want = n_prompt + std::max<int64_t>(r.sampling.max_tokens, 0);
-  if (opt.max_context <= 0 || want <= opt.max_context) return std::nullopt;
-  bool prompt_too_long = n_prompt >= opt.max_context;
-  return ApiError{
-      .message = StrFormat("This model's maximum context length is %d tokens. However, you "
-                           "requested %lld tokens (%lld in the prompt, %d for the completion). "
-                           "Please reduce the prompt or max_tokens.",
-                           opt.max_context, static_cast<long long>(want),
-                           static_cast<long long>(n_prompt), std::max(r.sampling.max_tokens, 0)),
-      .param = prompt_too_long ? "messages" : "max_tokens",
-      .code = "context_length_exceeded"};
-}
-
 void HttpServer::Impl::HandleGenerate(const HttpRequest& req, HttpResponse& res,
                                       Endpoint endpoint) {
   auto guard = std::make_unique<InFlight>(&in_flight);
@@ -281,12 +233,12 @@ void HttpServer::Impl::HandleGenerate(const HttpRequest& req, HttpResponse& res,
   CompletionRequest creq;
   // Template (+ tools), tokens and the response_format / tools constraint (checked here).
   if (auto err = openai::BuildCompletionRequest(engine, p, &creq)) return SendError(res, *err);
-  if (auto err = CheckContext(creq)) return SendError(res, *err);
+  if (auto err = openai::CheckContextLength(creq, opt.max_context)) return SendError(res, *err);
   auto stream = engine.Submit(std::move(creq));
   if (!stream.ok()) return SendError(res, ErrorFromStatus(stream.status()));
   ResponseMeta meta{.endpoint = endpoint,
                     .id = NewResponseId(endpoint),
-                    .created = UnixNow(),
+                    .created = openai::UnixNow(),
                     .model = p.model,
                     .system_fingerprint = fingerprint};
   if (p.stream) {
@@ -300,15 +252,12 @@ void HttpServer::Impl::RespondOnce(const HttpRequest& req, HttpResponse& res,
                                    std::unique_ptr<RequestStream> stream,
                                    std::unique_ptr<InFlight> guard, const ParsedRequest& p,
                                    ResponseMeta meta) {
-  int32_t n = p.sampling.n;
-  std::vector<ChoiceResult> choices(n);
-  Usage usage;
-  std::string error;
+  ResponseCollector collector(std::move(meta), p);
   Clock::time_point deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
   // Nothing is written until the answer is complete, so a client that hangs up is noticed by
   // watching its socket for FIN/RST.
   Clock::time_point next_check = Clock::now() + kPollInterval;
-  for (bool done = false; !done;) {
+  while (!collector.done()) {
     std::optional<StreamEvent> ev = stream->Next(kPollInterval);
     if (Clock::now() >= next_check) {
       next_check = Clock::now() + kPollInterval;
@@ -330,50 +279,19 @@ void HttpServer::Impl::RespondOnce(const HttpRequest& req, HttpResponse& res,
       res.close = true;
       return SendError(res, ShutdownError());
     }
-    if (!ev) continue;
-    if (ev->choice >= 0 && ev->choice < n) {
-      ChoiceResult& c = choices[ev->choice];
-      c.text += ev->text;
-      c.logprobs.insert(c.logprobs.end(), ev->logprobs.begin(), ev->logprobs.end());
-      if (ev->finish_reason) c.finish_reason = *ev->finish_reason;
-      if (ev->finish_reason == "error") error = ev->error.empty() ? "generation failed" : ev->error;
-    }
-    if (ev->done) {
-      usage = ev->usage;
-      done = true;
-    }
+    if (ev) collector.Add(*ev);
   }
-  if (!error.empty()) {
-    return SendError(res, ApiError{.http_status = 500, .message = error, .type = "server_error"});
-  }
-  if (p.tools.Active()) {
-    for (ChoiceResult& c : choices) {
-      ToolCallParser parser(/*tools_active=*/true);
-      parser.Feed(c.text);
-      if (parser.in_envelope()) {  // as the stream would have sent it (tools.h)
-        c.tool_answer = true;
-        c.tool_calls = parser.calls();
-        c.tool_calls_complete = parser.IsToolCall();
-      }
-    }
-  }
-  SendJson(res, 200, CompletionBody(meta, choices, usage, p.sampling.logprobs));
+  if (collector.error()) return SendError(res, *collector.error());
+  SendJson(res, 200, collector.Body());
 }
 
 void HttpServer::Impl::RespondStream(HttpResponse& res,
                                      std::unique_ptr<RequestStream> stream,
                                      std::unique_ptr<InFlight> guard, const ParsedRequest& p,
                                      ResponseMeta meta) {
-  auto st = std::make_shared<StreamState>();
+  auto st = std::make_shared<StreamState>(std::move(meta), p);
   st->stream = std::move(stream);
   st->in_flight = std::move(guard);
-  st->meta = std::move(meta);
-  st->include_usage = p.include_usage;
-  st->want_logprobs = p.sampling.logprobs;
-  st->n = p.sampling.n;
-  st->tools = p.tools.Active();
-  if (st->tools) st->parsers.assign(st->n, ToolCallParser(/*tools_active=*/true));
-  st->text_offsets.assign(st->n, 0);
   st->deadline = Clock::now() + std::chrono::seconds(opt.request_timeout_s);
   st->last_write = Clock::now();
   res.content_type = "text/event-stream";
@@ -622,14 +540,14 @@ void HttpServer::Impl::HandleMetrics(HttpResponse& res) {
 
 HttpServer::HttpServer(ServingEngine& engine, ServerOptions options)
     : impl_(std::make_unique<Impl>(engine, std::move(options))) {
-  model_id_ = impl_->opt.model_id.empty() ? ModelIdFromPath(engine.Info().path)
+  model_id_ = impl_->opt.model_id.empty() ? openai::ModelIdFromPath(engine.Info().path)
                                           : impl_->opt.model_id;
   impl_->model_id = model_id_;
   if (impl_->opt.max_context <= 0) impl_->opt.max_context = engine.MaxContext();
   impl_->accepted_models = impl_->opt.model_aliases;
   impl_->accepted_models.push_back(model_id_);
   impl_->accepted_models.push_back(engine.Info().path);
-  impl_->fingerprint = "kiln-0.1.0-" + engine.Info().architecture;
+  impl_->fingerprint = openai::SystemFingerprint(engine.Info().architecture);
   impl_->limits.n_vocab = engine.Info().n_vocab;
   impl_->limits.max_n = impl_->opt.max_n;
 }

@@ -78,6 +78,12 @@ std::optional<RequestError> BuildCompletionRequest(const ServingEngine& engine,
                                                    const Request& request,
                                                    CompletionRequest* out);
 
+// OpenAI rejects prompt + max_tokens beyond the context instead of silently clamping:
+// context_length_exceeded naming "messages" (the prompt alone is too long) or "max_tokens".
+// `max_context` <= 0 → no limit.
+std::optional<RequestError> CheckContextLength(const CompletionRequest& request,
+                                               int32_t max_context);
+
 // Maps a kiln::Status to a RequestError (the one place for code → HTTP status).
 RequestError ErrorFromStatus(const Status& status, std::string param = "");
 

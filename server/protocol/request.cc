@@ -22,12 +22,4 @@ std::optional<ApiError> ParseRequest(std::string_view body, Endpoint endpoint,
   return std::nullopt;
 }
 
-json ErrorBody(const ApiError& error) {
-  json err = {{"message", error.message},
-              {"type", error.type},
-              {"param", error.param.empty() ? json(nullptr) : json(error.param)},
-              {"code", error.code.empty() ? json(nullptr) : json(error.code)}};
-  return json{{"error", std::move(err)}};
-}
-
 }  // namespace kiln::server

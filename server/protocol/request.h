@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kiln/openai.h"
+#include "kiln/openai_response.h"
 #include "kiln/serving.h"
 
 namespace kiln::server {
@@ -34,7 +35,7 @@ inline ApiError ErrorFromStatus(const Status& status, std::string param = "") {
   return openai::ErrorFromStatus(status, std::move(param));
 }
 
-// {"error": {...}} as OpenAI sends it.
-nlohmann::json ErrorBody(const ApiError& error);
+// {"error": {...}} as OpenAI sends it (the shared builder, include/kiln/openai_response.h).
+using openai::ErrorBody;
 
 }  // namespace kiln::server

@@ -812,6 +812,21 @@ std::optional<RequestError> BuildCompletionRequest(const ServingEngine& engine,
   return std::nullopt;
 }
 
+std::optional<RequestError> CheckContextLength(const CompletionRequest& r, int32_t max_context) {
+  int64_t n_prompt = static_cast<int64_t>(r.prompt_ids.size());
+  int64_t want = n_prompt + std::max<int64_t>(r.sampling.max_tokens, 0);
+  if (max_context <= 0 || want <= max_context) return std::nullopt;
+  bool prompt_too_long = n_prompt >= max_context;
+  return RequestError{
+      .message = StrFormat("This model's maximum context length is %d tokens. However, you "
+                           "requested %lld tokens (%lld in the prompt, %d for the completion). "
+                           "Please reduce the prompt or max_tokens.",
+                           max_context, static_cast<long long>(want),
+                           static_cast<long long>(n_prompt), std::max(r.sampling.max_tokens, 0)),
+      .param = prompt_too_long ? "messages" : "max_tokens",
+      .code = "context_length_exceeded"};
+}
+
 RequestError ErrorFromStatus(const Status& status, std::string param) {
   RequestError e{.message = status.message(), .param = std::move(param)};
   switch (status.code()) {
