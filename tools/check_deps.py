@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fails if a file includes a kiln folder that DESIGN.md's dependency table does not allow.
 
-Scans src/, server/, cli/, python/, web/ for `#include "folder/..."` and checks each include
+Scans src/, server/, cli/, python/, web/, examples/ for `#include "folder/..."` and checks each include
 against ALLOWED below (kept in the same order as the table in DESIGN.md). Exit 1 on violation.
 """
 import os
@@ -22,8 +22,9 @@ ALLOWED = {
     "engine": {"model", "kv", "sampling", "grammar", "tokenizer", "base"},
     "api": {"engine", "tokenizer", "grammar", "base"},
 }
-# Front ends see only the public API.
-FRONTENDS = {"server", "cli", "python", "web"}
+# Front ends see only the public API. capi (src/capi, libkiln.so) is the C API's front end
+# over include/kiln; examples/ use include/kiln/kiln.h.
+FRONTENDS = {"server", "cli", "python", "web", "capi", "examples"}
 # io/ may name tensor/dtype.h: DType is the vocabulary type of every tensor a file holds.
 EXTRA = {("io", "tensor")}
 # Test files may use anything their folder may, plus testing helpers from the same folder.
@@ -41,7 +42,7 @@ def folder_of(root, path):
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     bad = []
-    for top in ["src", "server", "cli", "python", "web"]:
+    for top in ["src", "server", "cli", "python", "web", "examples"]:
         for dirpath, _, files in os.walk(os.path.join(root, top)):
             for f in files:
                 if not f.endswith((".h", ".cc", ".cpp", ".c", ".hpp")):
