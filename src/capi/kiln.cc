@@ -92,6 +92,17 @@ kiln_status Invalid(const std::string& message, std::string param = "") {
   return Fail(KILN_ERROR_INVALID_ARGUMENT, RequestError{.message = message, .param = std::move(param)});
 }
 
+// The value a C caller passed for an enum parameter, read as bytes: C may pass any int, and in
+// C++ loading an enum object whose value is outside its enumerators' range is undefined
+// (UBSan's -fsanitize=enum flags it), so such parameters are never read as the enum type.
+template <typename Enum>
+int RawEnum(const Enum& e) {
+  static_assert(sizeof(Enum) == sizeof(int), "C enums are int-sized here");
+  int v = 0;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 kiln_status Ok() {
   t_error.message.clear();
   t_error.json.clear();
@@ -351,7 +362,7 @@ std::optional<RequestError> WithDefaultModel(const char* body, const std::string
   return std::nullopt;
 }
 
-kiln_status CreateRequest(kiln_engine* e, kiln_endpoint endpoint, const char* body,
+kiln_status CreateRequest(kiln_engine* e, int endpoint, const char* body,
                           kiln_request** out) {
   if (out == nullptr) return Invalid("out must not be NULL");
   *out = nullptr;
@@ -359,7 +370,7 @@ kiln_status CreateRequest(kiln_engine* e, kiln_endpoint endpoint, const char* bo
   if (body == nullptr) return Invalid("body_json must not be NULL");
   if (endpoint != KILN_ENDPOINT_CHAT && endpoint != KILN_ENDPOINT_COMPLETIONS) {
     return Invalid(StrFormat("unknown endpoint %d (KILN_ENDPOINT_CHAT or "
-                             "KILN_ENDPOINT_COMPLETIONS)", static_cast<int>(endpoint)));
+                             "KILN_ENDPOINT_COMPLETIONS)", endpoint));
   }
   const openai::Endpoint ep =
       endpoint == KILN_ENDPOINT_CHAT ? openai::Endpoint::kChat : openai::Endpoint::kCompletion;
@@ -511,7 +522,7 @@ kiln_status Detokenize(kiln_engine* e, const int32_t* ids, size_t n, char** text
   return Ok();
 }
 
-kiln_status Run(kiln_engine* e, kiln_endpoint endpoint, const char* body,
+kiln_status Run(kiln_engine* e, int endpoint, const char* body,
                 kiln_chunk_callback callback, void* user_data) {
   if (callback == nullptr) return Invalid("callback must not be NULL");
   kiln_request* r = nullptr;
@@ -539,7 +550,7 @@ using kiln::capi::Guard;
 extern "C" {
 
 const char* kiln_status_name(kiln_status status) {
-  switch (status) {
+  switch (kiln::capi::RawEnum(status)) {
     case KILN_OK: return "OK";
     case KILN_DONE: return "DONE";
     case KILN_TIMEOUT: return "TIMEOUT";
@@ -611,7 +622,9 @@ kiln_status kiln_detokenize(kiln_engine* engine, const int32_t* ids, size_t n_id
 
 kiln_status kiln_request_create(kiln_engine* engine, kiln_endpoint endpoint,
                                 const char* body_json, kiln_request** out) {
-  return Guard([&] { return kiln::capi::CreateRequest(engine, endpoint, body_json, out); });
+  return Guard([&] {
+    return kiln::capi::CreateRequest(engine, kiln::capi::RawEnum(endpoint), body_json, out);
+  });
 }
 
 kiln_status kiln_request_next(kiln_request* request, int32_t timeout_ms, const char** json_out) {
@@ -644,7 +657,9 @@ void kiln_request_destroy(kiln_request* request) {
 
 kiln_status kiln_engine_run(kiln_engine* engine, kiln_endpoint endpoint, const char* body_json,
                             kiln_chunk_callback callback, void* user_data) {
-  return Guard([&] { return kiln::capi::Run(engine, endpoint, body_json, callback, user_data); });
+  return Guard([&] {
+    return kiln::capi::Run(engine, kiln::capi::RawEnum(endpoint), body_json, callback, user_data);
+  });
 }
 
 }  // extern "C"
