@@ -75,7 +75,9 @@ int main(int argc, char** argv) {
             argv[0]);
     return 2;
   }
-  snprintf(options, sizeof options, "{\"mode\": \"interactive\", \"threads\": %d}", threads);
+  /* No speculation: one token per chunk, the loop `kiln bench` times. */
+  snprintf(options, sizeof options,
+           "{\"mode\": \"interactive\", \"threads\": %d, \"speculate\": \"off\"}", threads);
   if (kiln_engine_create(argv[1], options, &engine) != KILN_OK) {
     fprintf(stderr, "engine: %s\n", kiln_last_error());
     return 1;

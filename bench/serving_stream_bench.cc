@@ -4,7 +4,7 @@
 //
 //   serving_stream_bench MODEL [n_gen=128] [threads=2] [repetitions=3] [n_prompt_words=100]
 //
-// Same engine options (interactive mode), prompt text, sampling and timing as
+// Same engine options (interactive mode, no speculation), prompt text, sampling and timing as
 // capi_stream_bench: decode = (tokens - 1) / (time of the last token's event - the first's).
 #include <chrono>
 #include <cstdio>
@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   o.model = argv[1];
   o.mode = kiln::EngineMode::kInteractive;
   o.n_threads = threads;
+  o.speculate.mode = kiln::SpeculateMode::kOff;  // one token per event, as capi_stream_bench
   auto engine = kiln::ServingEngine::Start(o);
   if (!engine.ok()) {
     std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());

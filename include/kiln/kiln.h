@@ -121,6 +121,10 @@ typedef struct kiln_engine kiln_engine;
  *     "max_sequences":  sequences decoded together, 0 = from the preset
  *     "kv_memory_bytes": KV cache size, 0 = from the preset and free memory
  *     "prefill_chunk":  prompt tokens per step per sequence, 0 = from the preset
+ *     "speculate":      "auto" (default) | "lookup" | "off": speculative decoding by prompt
+ *                       lookup (never changes the output; a request may opt out with the
+ *                       body field "speculation": "off")
+ *     "draft_max":      most guessed tokens per sequence per step, 0 = 8 (default)
  *     "model_id":       the "model" responses report and the default of a body's "model";
  *                       default: the file name without ".gguf"
  *     "device":         "cpu" (the only device of this build)
@@ -141,7 +145,8 @@ KILN_API kiln_status kiln_engine_info(kiln_engine* engine, char** json_out);
 /* The engine's counters as a JSON object (the fields of kiln serve's /metrics): "running",
  * "queue_length", "kv_blocks_total", "kv_blocks_used", "kv_blocks_cached" (of the used, held
  * only by the prefix cache), "requests_finished", "prompt_tokens_total",
- * "generated_tokens_total", "preemptions", "gen_tok_s", … A request that ended or was
+ * "generated_tokens_total", "preemptions", "spec_drafted_tokens", "spec_accepted_tokens",
+ * "gen_tok_s", … A request that ended or was
  * cancelled holds no KV block once the engine has stepped: kv_blocks_used == kv_blocks_cached
  * when nothing runs. Free *json_out with kiln_free. */
 KILN_API kiln_status kiln_engine_metrics(kiln_engine* engine, char** json_out);

@@ -193,6 +193,18 @@ std::optional<RequestError> OneOption(const std::string& key, const json& v, Eng
   if (key == "max_sequences") return set_int("max_sequences", 65536, &s.max_sequences);
   if (key == "kv_memory_bytes") return set_int("kv_memory_bytes", INT64_MAX, &s.kv_memory_bytes);
   if (key == "prefill_chunk") return set_int("prefill_chunk", INT32_MAX, &s.prefill_chunk);
+  if (key == "speculate") {
+    std::string mode;
+    if (auto err = StringOption(v, "speculate", &mode)) return err;
+    StatusOr<SpeculateMode> m = ParseSpeculateMode(mode);
+    if (!m.ok()) {
+      return RequestError{.message = "options: 'speculate': " + m.status().message(),
+                          .param = "speculate"};
+    }
+    s.speculate.mode = *m;
+    return std::nullopt;
+  }
+  if (key == "draft_max") return set_int("draft_max", 1024, &s.speculate.draft_max);
   if (key == "model_id") {
     if (auto err = StringOption(v, "model_id", &c->model_id)) return err;
     if (c->model_id.empty()) {
@@ -210,7 +222,7 @@ std::optional<RequestError> OneOption(const std::string& key, const json& v, Eng
   }
   return RequestError{.message = "options: unknown key '" + key + "' (known: mode, threads, "
                                  "context, max_sequences, kv_memory_bytes, prefill_chunk, "
-                                 "model_id, device)",
+                                 "speculate, draft_max, model_id, device)",
                       .param = key};
 }
 
@@ -459,6 +471,8 @@ std::string MetricsJson(const EngineMetrics& m) {
       {"prompt_tokens_total", m.prompt_tokens_total},
       {"generated_tokens_total", m.generated_tokens_total},
       {"preemptions", m.preemptions},
+      {"spec_drafted_tokens", m.spec_drafted_tokens},
+      {"spec_accepted_tokens", m.spec_accepted_tokens},
       {"gen_tok_s", m.gen_tok_s},
       {"ttft_ms", {{"buckets", m.ttft_ms_buckets}, {"counts", m.ttft_ms_counts},
                    {"sum", m.ttft_ms_sum}}},

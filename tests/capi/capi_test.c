@@ -186,6 +186,8 @@ static void test_engine_errors(void) {
                KILN_ERROR_INVALID_ARGUMENT, "context");
   EXPECT_ERROR(kiln_engine_create(g_model, "{\"mode\": \"turbo\"}", &engine),
                KILN_ERROR_INVALID_ARGUMENT, "mode");
+  EXPECT_ERROR(kiln_engine_create(g_model, "{\"speculate\": \"sometimes\"}", &engine),
+               KILN_ERROR_INVALID_ARGUMENT, "speculate");
   EXPECT_ERROR(kiln_engine_create(g_model, "{\"device\": \"vulkan\"}", &engine),
                KILN_ERROR_UNIMPLEMENTED, "device");
   EXPECT_ERROR(kiln_engine_create(g_model, "{\"context\": 100000000}", &engine),
