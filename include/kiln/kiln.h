@@ -196,7 +196,8 @@ KILN_API kiln_status kiln_request_create(kiln_engine* engine, kiln_endpoint endp
  *   KILN_TIMEOUT: nothing arrived within timeout_ms; *json_out is NULL; call again.
  *   an error:     *json_out is NULL and the request is over; later calls return the same
  *                 status. KILN_ERROR_CANCELLED after kiln_request_cancel;
- *                 KILN_ERROR_FAILED_PRECONDITION when the engine was destroyed;
+ *                 KILN_ERROR_FAILED_PRECONDITION when the engine was destroyed before the
+ *                 request ended (one that had ended still delivers its items and KILN_DONE);
  *                 KILN_ERROR_INTERNAL when the engine failed the request (the server's
  *                 "server_error" event; kiln_last_error_json() holds it). */
 KILN_API kiln_status kiln_request_next(kiln_request* request, int32_t timeout_ms,
@@ -204,7 +205,8 @@ KILN_API kiln_status kiln_request_next(kiln_request* request, int32_t timeout_ms
 
 /* Cancels the request: the engine frees its sequence and KV blocks at its next step, and the
  * request's next kiln_request_next returns KILN_ERROR_CANCELLED (a thread waiting in it wakes
- * up). Any thread; cancelling an ended request does nothing. */
+ * up). Any thread; cancelling a request that has ended (the engine produced its last item)
+ * does nothing. */
 KILN_API kiln_status kiln_request_cancel(kiln_request* request);
 
 /* The request's id ("chatcmpl-…" / "cmpl-…", the "id" of its JSON). Owned by the request. */

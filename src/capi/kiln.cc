@@ -333,7 +333,11 @@ std::optional<kiln_status> Consume(kiln_request* r, const StreamEvent& ev) {
 kiln_status Next(kiln_request* r, int32_t timeout_ms, const char** out) {
   std::lock_guard<std::mutex> lock(r->mu);
   if (r->terminal != KILN_OK) return Replay(r);
-  if (auto s = Stopped(r)) return *s;
+  // A request whose done event arrived has ended: what it produced is delivered even when it
+  // is cancelled or its engine destroyed afterwards.
+  if (!r->engine_done.load()) {
+    if (auto s = Stopped(r)) return *s;
+  }
   if (!r->pending.empty()) return PopPending(r, out);
   if (r->engine_done.load()) return End(r, KILN_DONE, {});
   const bool forever = timeout_ms < 0;

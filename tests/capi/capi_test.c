@@ -274,6 +274,17 @@ static void test_request_after_destroy(void) {
   EXPECT_ERROR(kiln_request_next(req, 0, &item), KILN_ERROR_FAILED_PRECONDITION, NULL);
   CHECK_STATUS(kiln_request_cancel(req), KILN_OK);
   kiln_request_destroy(req);
+
+  /* A request that ended before the destroy still reports its end. */
+  engine = make_engine();
+  chat_body(body, sizeof body, "Hi", 3, 1);
+  CHECK_STATUS(kiln_request_create(engine, KILN_ENDPOINT_CHAT, body, &req), KILN_OK);
+  do {
+    CHECK_STATUS(kiln_request_next(req, -1, &item), KILN_OK);
+  } while (!contains(item, "\"usage\":{")); /* the usage chunk follows the done event */
+  kiln_engine_destroy(engine);
+  CHECK_STATUS(kiln_request_next(req, -1, &item), KILN_DONE);
+  kiln_request_destroy(req);
 }
 
 static int test_errors(void) {
