@@ -121,10 +121,11 @@ typedef struct kiln_engine kiln_engine;
  *     "max_sequences":  sequences decoded together, 0 = from the preset
  *     "kv_memory_bytes": KV cache size, 0 = from the preset and free memory
  *     "prefill_chunk":  prompt tokens per step per sequence, 0 = from the preset
- *     "speculate":      "auto" (default) | "lookup" | "off": speculative decoding by prompt
- *                       lookup (never changes the output; a request may opt out with the
- *                       body field "speculation": "off")
- *     "draft_max":      most guessed tokens per sequence per step, 0 = 8 (default)
+ *     "speculate":      "auto" (default) | "lookup" | "draft" | "off": speculative decoding
+ *                       (never changes the output; a request may opt out with the body field
+ *                       "speculation": "off"), as `kiln serve --speculate`
+ *     "draft":          a draft model for speculation (same vocabulary as the model)
+ *     "draft_max":      most guessed tokens per sequence per step, 0 = 8 lookup, 4 draft
  *     "model_id":       the "model" responses report and the default of a body's "model";
  *                       default: the file name without ".gguf"
  *     "device":         "cpu" (the only device of this build)

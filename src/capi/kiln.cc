@@ -205,6 +205,7 @@ std::optional<RequestError> OneOption(const std::string& key, const json& v, Eng
     return std::nullopt;
   }
   if (key == "draft_max") return set_int("draft_max", 1024, &s.speculate.draft_max);
+  if (key == "draft") return StringOption(v, "draft", &s.speculate.draft_model);
   if (key == "model_id") {
     if (auto err = StringOption(v, "model_id", &c->model_id)) return err;
     if (c->model_id.empty()) {
@@ -222,7 +223,7 @@ std::optional<RequestError> OneOption(const std::string& key, const json& v, Eng
   }
   return RequestError{.message = "options: unknown key '" + key + "' (known: mode, threads, "
                                  "context, max_sequences, kv_memory_bytes, prefill_chunk, "
-                                 "speculate, draft_max, model_id, device)",
+                                 "speculate, draft, draft_max, model_id, device)",
                       .param = key};
 }
 
@@ -428,6 +429,10 @@ kiln_status CreateEngine(const char* model, const char* options, kiln_engine** o
   EngineConfig config;
   if (auto err = ParseOptions(options, &config)) return Fail(*err);
   config.serving.model = model;
+  if (!config.serving.speculate.draft_model.empty()) {  // its errors name the option
+    StatusOr<std::string> draft = ResolveModel(config.serving.speculate.draft_model);
+    if (!draft.ok()) return Fail(draft.status(), "draft");
+  }
   StatusOr<std::unique_ptr<ServingEngine>> engine = ServingEngine::Start(config.serving);
   if (!engine.ok()) return Fail(engine.status(), "model");
   auto e = std::make_unique<kiln_engine>();

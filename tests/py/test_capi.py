@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from kiln_env import BUILD, KILN, ROOT, SMOLLM, require
+from kiln_env import BUILD, GEMMA, KILN, ROOT, SMOLLM, require
 from test_server_util import post, running_server, sse_events, stream_lines
 
 LIB_PATH = BUILD / "libkiln.so"
@@ -327,6 +327,28 @@ def test_speculate_option_reaches_the_engine(lib):
     with pytest.raises(KilnError) as err:
         Engine(lib, SMOLLM, {"speculate": "sometimes"})
     assert err.value.error["error"]["param"] == "speculate"
+    with pytest.raises(KilnError) as err:
+        Engine(lib, SMOLLM, {"speculate": "draft", "draft": "/nonexistent/draft.gguf"})
+    assert err.value.status == STATUS["NOT_FOUND"]
+    assert err.value.error["error"]["param"] == "draft"
+
+
+def test_draft_model_option(lib):
+    """A draft model (the model itself: same vocabulary) guesses; the answer does not change."""
+    require(SMOLLM, "default model")
+    body = {"prompt": "The history of the printing press", "max_tokens": 16, "temperature": 0}
+    e = Engine(lib, SMOLLM, {"speculate": "draft", "draft": str(SMOLLM), "context": 512})
+    try:
+        [guessed] = e.run(COMPLETIONS, body)
+        [plain] = e.run(COMPLETIONS, {**body, "speculation": "off"})
+        assert guessed["choices"][0]["text"] == plain["choices"][0]["text"]
+        assert e.metrics()["spec_drafted_tokens"] > 0
+    finally:
+        e.close()
+    if GEMMA.exists():  # another vocabulary: refused at load
+        with pytest.raises(KilnError) as err:
+            Engine(lib, SMOLLM, {"speculate": "draft", "draft": str(GEMMA)})
+        assert err.value.status == STATUS["INVALID_ARGUMENT"], err.value.message
 
 
 def test_model_defaults_to_the_engine(engine):
