@@ -335,7 +335,13 @@ static int test_stream(void) {
 
   memset(&cb, 0, sizeof cb);
   CHECK_STATUS(kiln_engine_run(engine, KILN_ENDPOINT_CHAT, body, collect_content, &cb), KILN_OK);
-  CHECK(cb.calls == n_items && strcmp(cb.text.data, whole.data) == 0);
+  /* Same text; not necessarily the same chunks: speculation (on by default) may put several
+   * tokens in one chunk, depending on what earlier requests left in the n-gram pool. */
+  CHECK(cb.calls >= 3);
+  if (strcmp(cb.text.data, whole.data) != 0) {
+    fail(__LINE__, "callback text differs:\n  whole:    %s\n  callback: %s", whole.data,
+         cb.text.data);
+  }
   free(cb.text.data);
   memset(&cb, 0, sizeof cb);
   cb.stop_after = 2;
