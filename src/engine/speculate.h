@@ -27,7 +27,7 @@ struct SpeculateConfig {
   // oldest first while room lasts; at step_rows busy sequences nobody drafts.
   int32_t step_rows = 16;
   // The engine's n-gram pool (NgramPool): n-grams remembered from finished requests; 0: none.
-  int32_t pool_ngrams = 1 << 18;
+  int32_t pool_ngrams = 1 << 17;  // per generation: at most ~20 MB in all
 };
 
 // The measured cost of steps that held only decode and drafted rows, by row count: a recent
@@ -79,7 +79,7 @@ double ExpectedAccepted(double p, int32_t k);
 // newer fills.
 class NgramPool {
  public:
-  static constexpr int32_t kMaxFollow = 16;
+  static constexpr int32_t kMaxFollow = 8;  // followers kept per n-gram (draft_max default)
   NgramPool(int32_t ngram_min, int32_t ngram_max, int32_t capacity);
   void Add(std::span<const int32_t> tokens);
   // The tokens that followed the longest n-gram ending `history` (at most max_len). Empty
