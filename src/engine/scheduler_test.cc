@@ -744,13 +744,15 @@ TEST(SchedulerSpeculationTest, DraftModelGuessesAreVerifiedAndItsKvRollsBack) {
 
 TEST(StepCostTest, FitsBaseAndPerRowCostAndDerivesTheThreshold) {
   StepCost cost;
-  EXPECT_EQ(BestDraftLength(0.1, 5, 1, 1, cost), 5);  // nothing observed: draft to learn
+  // Nothing observed: no guesses until plain steps have been measured.
+  EXPECT_EQ(BestDraftLength(0.99, 5, 1, 1, cost), 0);
   for (int i = 0; i < 50; ++i) cost.Observe(1, 4.0);
-  // Rows never varied: a row is taken to cost a quarter of the observed step.
-  EXPECT_DOUBLE_EQ(cost.row_ms(), 1.0);
-  EXPECT_DOUBLE_EQ(cost.base_ms(), 3.0);
+  // Rows never varied: a row is taken to cost half the observed step.
+  EXPECT_DOUBLE_EQ(cost.row_ms(), 2.0);
+  EXPECT_DOUBLE_EQ(cost.base_ms(), 2.0);
   EXPECT_DOUBLE_EQ(cost.Estimate(1), 4.0);  // seen: its own mean
-  EXPECT_DOUBLE_EQ(cost.Estimate(3), 6.0);  // not seen: the line
+  EXPECT_DOUBLE_EQ(cost.Estimate(3), 8.0);  // not seen: the line
+  EXPECT_EQ(BestDraftLength(0.99, 5, 1, 1, cost), 5);  // sure guesses pay even so
   for (int i = 0; i < 200; ++i) cost.Observe(1 + i % 9, 3.0 + 0.5 * (1 + i % 9));
   // (The one-row steps before are forgotten, but not quite: 0.98^200 of their weight.)
   EXPECT_NEAR(cost.row_ms(), 0.5, 0.01);

@@ -118,7 +118,7 @@ double StepCost::row_ms() const {
   if (s0_ == 0) return 0;
   const double mean_x = sx_ / s0_, mean_y = sy_ / s0_;
   const double var = sxx_ / s0_ - mean_x * mean_x;
-  if (var < 0.25) return mean_y / std::max(mean_x, 1.0) / 4;  // rows barely varied: the prior
+  if (var < 0.25) return mean_y / std::max(mean_x, 1.0) / 2;  // rows barely varied: the prior
   const double slope = (sxy_ / s0_ - mean_x * mean_y) / var;
   return std::clamp(slope, 0.0, mean_y / std::max(mean_x, 1.0));
 }
@@ -156,8 +156,9 @@ double ExpectedAccepted(double p, int32_t k) {
 
 int32_t BestDraftLength(double p, int32_t limit, int32_t rows, double tokens,
                         const StepCost& cost, double draft_ms) {
-  if (limit <= 0) return 0;
-  if (cost.empty()) return limit;
+  // Nothing measured yet: decode plainly first, so that the first costs seen are of plain
+  // steps (a first step of many guessed rows would make every row look cheap).
+  if (limit <= 0 || cost.empty()) return 0;
   int32_t best = 0;
   double best_rate = tokens / std::max(cost.Estimate(rows), 1e-9);
   double expected = 0, pk = 1;

@@ -33,7 +33,7 @@ struct SpeculateConfig {
 // The measured cost of steps that held only decode and drafted rows, by row count: a recent
 // mean per row count (exponentially forgotten), and a line ms = base + per_row * rows fitted
 // the same way for row counts not seen lately. Until rows vary enough to fit a slope, a row is
-// taken to cost a quarter of a step. Small models on a CPU are compute bound enough that the
+// taken to cost half a step. Small models on a CPU are compute bound enough that the
 // second row costs far more than the line says; the per-count means see that.
 class StepCost {
  public:
@@ -64,7 +64,7 @@ struct Acceptance {
 // How many drafted tokens (0..limit) maximise the step's expected tokens per ms, for a sequence
 // whose drafted tokens are accepted with probability p (token k only if all before it were,
 // so k tokens are worth p + p^2 + ... + p^k), added to a step of `rows` rows expected to give
-// `tokens` tokens. 0 when drafting does not pay, or nothing was measured yet (limit then).
+// `tokens` tokens. 0 when drafting does not pay, or when nothing was measured yet.
 // draft_ms: what each drafted token costs outside the step (a draft model's forward).
 int32_t BestDraftLength(double p, int32_t limit, int32_t rows, double tokens,
                         const StepCost& cost, double draft_ms = 0);
