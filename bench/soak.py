@@ -133,6 +133,25 @@ def books(outcomes: Counter, accepted: int, finished: float, held: float, gaps: 
     return v, p99, gaps[-1]
 
 
+def in_process_report(run, t0: float, clients: tuple[str, int], before: dict, after: dict,
+                      warm: float | None, end: float | None, rss: list[float]) -> dict:
+    """The report of an in-process soak (Python API, C API): `run` holds outcomes,
+    by_scenario, accepted, gaps, violations and args; before/after are the engine's metrics."""
+    finished = after["requests_finished"] - before["requests_finished"]
+    held = after["kv_blocks_used"] - after["kv_blocks_cached"]
+    v, p99, gap_max = books(run.outcomes, run.accepted, finished, held, run.gaps, warm, end,
+                            run.args)
+    v = run.violations + v
+    return {"duration_s": round(time.time() - t0, 1), clients[0]: clients[1],
+            "requests": sum(run.outcomes.values()), "outcomes": dict(run.outcomes),
+            "scenarios": dict(run.by_scenario), "accepted": run.accepted,
+            "engine_finished": finished, "gap_p99_s": round(p99, 3),
+            "gap_max_s": round(gap_max, 3),
+            "rss_mb": {"warm": warm, "end": end, "max": max(rss) if rss else None},
+            "kv_blocks_held_after": held, "kv_blocks_cached_after": after["kv_blocks_cached"],
+            "ok": not v, "violations": v[:20]}
+
+
 class Conn:
     """One HTTP/1.1 connection with a bounded timeout on every operation."""
 

@@ -26,7 +26,8 @@ import time
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from soak import SCENARIOS, Violation, add_run_args, books, check_final, request_body  # noqa: E402,I001
+from soak import (SCENARIOS, Violation, add_run_args, check_final, in_process_report,  # noqa: E402,I001
+                  request_body)
 
 # The HTTP-only scenarios (connection reuse) are plain streams here.
 PY_SCENARIOS = sorted({"stream" if s in ("stream_close", "stream_keepalive") else s
@@ -141,20 +142,8 @@ class PySoak:
         while (after["running"] or after["queue_length"]) and time.time() < idle_deadline:
             await asyncio.sleep(0.5)
             after = self.engine.metrics()
-        end = rss_mb()
-        finished = after["requests_finished"] - before["requests_finished"]
-        held = after["kv_blocks_used"] - after["kv_blocks_cached"]
-        v, p99, gap_max = books(self.outcomes, self.accepted, finished, held, self.gaps, warm,
-                                end, self.args)
-        v = self.violations + v
-        return {"duration_s": round(time.time() - t0, 1), "tasks": self.args.tasks,
-                "requests": sum(self.outcomes.values()), "outcomes": dict(self.outcomes),
-                "scenarios": dict(self.by_scenario), "accepted": self.accepted,
-                "engine_finished": finished, "gap_p99_s": round(p99, 3),
-                "gap_max_s": round(gap_max, 3),
-                "rss_mb": {"warm": warm, "end": end, "max": max(rss) if rss else None},
-                "kv_blocks_held_after": held, "kv_blocks_cached_after": after["kv_blocks_cached"],
-                "ok": not v, "violations": v[:20]}
+        return in_process_report(self, t0, ("tasks", self.args.tasks), before, after, warm,
+                                 rss_mb(), rss)
 
 
 def main() -> int:
