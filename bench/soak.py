@@ -133,6 +133,15 @@ def books(outcomes: Counter, accepted: int, finished: float, held: float, gaps: 
     return v, p99, gaps[-1]
 
 
+def self_rss_mb() -> float:
+    """This process's resident memory (the in-process soaks hold the engine)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def in_process_report(run, t0: float, clients: tuple[str, int], before: dict, after: dict,
                       warm: float | None, end: float | None, rss: list[float]) -> dict:
     """The report of an in-process soak (Python API, C API): `run` holds outcomes,

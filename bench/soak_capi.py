@@ -30,7 +30,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from soak import (SCENARIOS, Violation, add_run_args, check_final, in_process_report,  # noqa: E402,I001
-                  request_body)
+                  request_body, self_rss_mb as rss_mb)
 
 # The HTTP-only scenarios (connection reuse) are plain streams here.
 C_SCENARIOS = sorted({"stream" if s in ("stream_close", "stream_keepalive") else s
@@ -71,14 +71,6 @@ class CError(Exception):
         text = lib.kiln_last_error_json().decode()  # this thread's last call's error
         self.error = (json.loads(text) if text else {}).get("error") or {}
         super().__init__(f"{self.name}: {lib.kiln_last_error().decode()}")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class CSoak:
