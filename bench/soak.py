@@ -142,6 +142,19 @@ def self_rss_mb() -> float:
     return 0.0
 
 
+class InProcessBooks:
+    """What an in-process soak counts (in_process_report reads it)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.outcomes: Counter = Counter()
+        self.by_scenario: Counter = Counter()
+        self.accepted = 0
+        self.gaps: list[float] = []
+        self.violations: list[str] = []
+        self.deadline = 0.0
+
+
 def in_process_report(run, t0: float, clients: tuple[str, int], before: dict, after: dict,
                       warm: float | None, end: float | None, rss: list[float]) -> dict:
     """The report of an in-process soak (Python API, C API): `run` holds outcomes,

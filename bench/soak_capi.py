@@ -26,10 +26,9 @@ import random
 import sys
 import threading
 import time
-from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from soak import (SCENARIOS, Violation, add_run_args, check_final, in_process_report,  # noqa: E402,I001
+from soak import (SCENARIOS, Violation, add_run_args, check_final, InProcessBooks, in_process_report,  # noqa: E402,I001
                   request_body, self_rss_mb as rss_mb)
 
 # The HTTP-only scenarios (connection reuse) are plain streams here.
@@ -73,16 +72,11 @@ class CError(Exception):
         super().__init__(f"{self.name}: {lib.kiln_last_error().decode()}")
 
 
-class CSoak:
+class CSoak(InProcessBooks):
     def __init__(self, lib, engine, model_id: str, args):
-        self.lib, self.engine, self.model_id, self.args = lib, engine, model_id, args
+        super().__init__(args)
+        self.lib, self.engine, self.model_id = lib, engine, model_id
         self.lock = threading.Lock()
-        self.outcomes: Counter = Counter()
-        self.by_scenario: Counter = Counter()
-        self.accepted = 0
-        self.gaps: list[float] = []
-        self.violations: list[str] = []
-        self.deadline = 0.0
 
     def _json(self, fn) -> dict:
         out = ctypes.c_void_p()

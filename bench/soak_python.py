@@ -23,10 +23,9 @@ import os
 import random
 import sys
 import time
-from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from soak import (SCENARIOS, Violation, add_run_args, check_final, in_process_report,  # noqa: E402,I001
+from soak import (SCENARIOS, Violation, add_run_args, check_final, InProcessBooks, in_process_report,  # noqa: E402,I001
                   request_body, self_rss_mb as rss_mb)
 
 # The HTTP-only scenarios (connection reuse) are plain streams here.
@@ -34,15 +33,10 @@ PY_SCENARIOS = sorted({"stream" if s in ("stream_close", "stream_keepalive") els
                        for s in SCENARIOS})
 
 
-class PySoak:
+class PySoak(InProcessBooks):
     def __init__(self, engine, args):
-        self.engine, self.args = engine, args
-        self.outcomes: Counter = Counter()
-        self.by_scenario: Counter = Counter()
-        self.accepted = 0
-        self.gaps: list[float] = []
-        self.violations: list[str] = []
-        self.deadline = 0.0
+        super().__init__(args)
+        self.engine = engine
 
     async def stream(self, body: dict, scenario: str, rng: random.Random) -> str:
         kiln = sys.modules["kiln"]
